@@ -1,0 +1,177 @@
+"""The interface every vendor clone engine implements.
+
+Engines are the bottom layer: they know SQL and files, nothing about tests.
+They never decide whether an operation is safe. The core (``testbed._safety``)
+does that, and is the only caller of the destructive ``_drop`` and
+``_reset_tracked`` methods.
+
+Names passed to an engine are physical database names (a file path on
+SQLite). Ownership marks are opaque strings to an engine: it only stores and
+reads them, next to or inside the database, such that the mark of a database
+can be read without modifying it.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+
+class EngineError(Exception):
+    """A database operation failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """One database an engine found, with its ownership mark if it has one."""
+
+    name: str
+    mark: str | None
+    size_bytes: int | None
+    in_use: bool
+
+
+class Engine(abc.ABC):
+    """Clone operations for one database server (or SQLite directory).
+
+    ``settings`` is a Django ``DATABASES`` entry, already normalised by
+    Django, whose ``NAME`` is the *test* database name of its alias.
+    """
+
+    vendor: ClassVar[str]
+    # The longest database name the server accepts.
+    max_name_length: ClassVar[int]
+
+    def __init__(self, settings: dict[str, Any], alias: str) -> None:
+        self.settings = settings
+        self.alias = alias
+
+    # --- naming -------------------------------------------------------------
+
+    @property
+    def base_name(self) -> str:
+        """The name every database testbed creates for this alias starts from."""
+        return str(self.settings["NAME"])
+
+    @abc.abstractmethod
+    def derive_name(self, suffix: str, *, persistent: bool) -> str:
+        """A database name made of ``base_name`` and ``suffix``.
+
+        ``suffix`` is made of ``[a-z0-9_]`` only. ``persistent`` names must
+        survive the process (templates); SQLite in-memory bases put those in
+        a file, and others in a named shared-cache memory database.
+        """
+
+    def settings_for(self, name: str) -> dict[str, Any]:
+        """A copy of ``settings`` that connects to database ``name``."""
+        new = {**self.settings, "NAME": name}
+        new["TEST"] = {**self.settings.get("TEST", {}), "NAME": name}
+        return new
+
+    def connect(self, name: str) -> BaseDatabaseWrapper:
+        """A new, private Django connection to database ``name``."""
+        from django.db.utils import load_backend
+
+        backend = load_backend(self.settings["ENGINE"])
+        wrapper: BaseDatabaseWrapper = backend.DatabaseWrapper(
+            self.settings_for(name), f"__testbed_{self.alias}"
+        )
+        return wrapper
+
+    # --- reading (never modifies anything) ----------------------------------
+
+    @abc.abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def read_mark(self, name: str) -> str | None:
+        """The ownership mark of ``name``; ``None`` if it has none or is absent."""
+
+    @abc.abstractmethod
+    def list_databases(self, prefix: str) -> list[DatabaseInfo]:
+        """Every database whose name starts with ``prefix``, marked or not."""
+
+    def server_version(self) -> str:
+        """A string that changes when the server's version does."""
+        return ""
+
+    # --- creating (new names only: each raises if ``name`` exists) ----------
+
+    @abc.abstractmethod
+    def create_empty(self, name: str, mark: str) -> None:
+        """Create an empty database with the test settings' charset/collation."""
+
+    @abc.abstractmethod
+    def write_mark(self, name: str, mark: str) -> None:
+        """Replace the mark of a database testbed created."""
+
+    @abc.abstractmethod
+    def seal(self, name: str, mark: str) -> None:
+        """Finish a template: write its (complete) mark and make it read-only.
+
+        After this, no connection to ``name`` may be opened, except the
+        engine's own reads of it as a clone source.
+        """
+
+    @abc.abstractmethod
+    def clone(self, template: str, target: str, mark: str) -> None:
+        """Create ``target`` as a copy of the sealed template ``template``."""
+
+    @abc.abstractmethod
+    def copy_from(self, source: dict[str, Any], target: str, mark: str) -> None:
+        """Create ``target`` as a copy of a database testbed does not own.
+
+        ``source`` is a full settings dict. The source is only read: no
+        write, no ALTER, no session terminated, and nothing left behind in it.
+        """
+
+    # --- per-test restore ----------------------------------------------------
+
+    def prepare_tracking(self, name: str, template: str) -> bool:
+        """Make ``name`` (a fresh clone of ``template``) record what changes.
+
+        Returns False if this engine cannot restore changed tables, in which
+        case the core makes a fresh clone instead.
+        """
+        return False
+
+    def _reset_tracked(self, name: str, template: str) -> bool:
+        """Bring ``name`` back to ``template``'s state, restoring only what
+        changed since ``prepare_tracking`` or the last reset.
+
+        Returns False, having changed nothing, when it cannot be sure the
+        result would equal the template (for example after DDL); the core
+        then replaces the database with a fresh clone.
+        """
+        raise NotImplementedError
+
+    # --- destroying (only ever called by testbed._safety) -------------------
+
+    @abc.abstractmethod
+    def _drop(self, name: str) -> None:
+        """Drop ``name`` (and its mark), ending sessions on it if needed."""
+
+    # --- coordination --------------------------------------------------------
+
+    @abc.abstractmethod
+    def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[None]:
+        """A cross-process lock named ``key``, released if the holder dies.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+
+    def close(self) -> None:
+        """Release any connection the engine holds."""
+
+
+@contextlib.contextmanager
+def closing_connection(wrapper: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWrapper]:
+    try:
+        yield wrapper
+    finally:
+        wrapper.close()

@@ -100,6 +100,11 @@ class Engine(abc.ABC):
         """A string that changes when the server's version does."""
         return ""
 
+    def source_state(self, source: dict[str, Any]) -> str:
+        """A cheap string that changes when the content of the database
+        ``source`` (a settings dict, not testbed's) changes; read-only."""
+        return ""
+
     # --- creating (new names only: each raises if ``name`` exists) ----------
 
     @abc.abstractmethod

@@ -1,0 +1,86 @@
+"""Settings for the benchmark project.
+
+The engine comes from ``BENCHPROJECT_ENGINE``: ``sqlite`` (a file test
+database, the default), ``sqlite-memory`` (Django's in-memory test
+database), ``postgresql`` or ``mysql``. Servers are found through the same
+environment variables as testbed's own tests (TESTBED_PG_HOST,
+TESTBED_MYSQL_HOST, ...), defaulting to the local ones.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+ENGINE = os.environ.get("BENCHPROJECT_ENGINE", "sqlite")
+
+SECRET_KEY = "benchproject"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "benchproject.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "benchproject.accounts",
+    "benchproject.catalog",
+    "benchproject.sales",
+]
+
+
+def _database(engine: str) -> dict[str, object]:
+    if engine == "sqlite":
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(BASE_DIR / "benchproject.sqlite3"),
+            "TEST": {"NAME": str(BASE_DIR / "test_benchproject.sqlite3")},
+        }
+    if engine == "sqlite-memory":
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(BASE_DIR / "benchproject.sqlite3"),
+        }
+    if engine == "postgresql":
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "benchproject",
+            "HOST": os.environ.get("TESTBED_PG_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TESTBED_PG_PORT", "5432"),
+            "USER": os.environ.get("TESTBED_PG_USER", "root"),
+            "PASSWORD": os.environ.get("TESTBED_PG_PASSWORD", ""),
+        }
+    if engine == "mysql":
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "benchproject",
+            "HOST": os.environ.get("TESTBED_MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("TESTBED_MYSQL_PORT", "3306"),
+            "USER": os.environ.get("TESTBED_MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("TESTBED_MYSQL_PASSWORD", ""),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        }
+    raise ValueError(
+        f"BENCHPROJECT_ENGINE={engine!r}: use sqlite, sqlite-memory, postgresql or mysql"
+    )
+
+
+DATABASES = {"default": _database(ENGINE)}
+
+# One template per data set; testbed builds a template the first time a test
+# asks for it.
+TESTBED = {
+    "TEMPLATES": {
+        "small": {
+            "DATABASE": "default",
+            "LOADERS": ["benchproject.loaders.load_small"],
+        },
+        "medium": {
+            "DATABASE": "default",
+            "LOADERS": ["benchproject.loaders.load_medium"],
+        },
+    },
+}

@@ -1,0 +1,140 @@
+"""Fingerprints: a digest of everything that shapes a template's content.
+
+A template is reused while its fingerprint is unchanged. The fingerprint is
+kept in parts (one per app's migrations, one per app's models, loaders,
+versions, settings) so that a rebuild can say what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from testbed._config import TemplateSpec
+from testbed._engines import Engine
+from testbed._loaders import resolve
+
+# Settings keys that change what a database is or contains. PASSWORD is left
+# out on purpose: it must not end up in a mark, and rotating it changes nothing.
+_SETTINGS_KEYS = ("ENGINE", "HOST", "PORT", "USER", "OPTIONS", "TIME_ZONE")
+_TEST_KEYS = ("CHARSET", "COLLATION", "TEMPLATE", "MIGRATE")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    parts: dict[str, str]
+
+    @property
+    def digest(self) -> str:
+        blob = json.dumps(self.parts, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def changes_since(self, old: dict[str, str]) -> list[str]:
+        """The names of the parts that differ from ``old``, readable."""
+        keys = sorted(set(old) | set(self.parts))
+        return [k for k in keys if old.get(k) != self.parts.get(k)]
+
+
+def _digest(*chunks: bytes | str) -> str:
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk.encode() if isinstance(chunk, str) else chunk)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def migration_parts() -> dict[str, str]:
+    """``migrations:<app>``: a digest of each app's migration files."""
+    import importlib
+
+    from django.apps import apps
+    from django.db.migrations.loader import MigrationLoader
+
+    parts: dict[str, str] = {}
+    for config in apps.get_app_configs():
+        module_name, _ = MigrationLoader.migrations_module(config.label)
+        if module_name is None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        paths = getattr(module, "__path__", None)
+        if not paths:
+            continue
+        chunks: list[bytes | str] = []
+        for directory in paths:
+            for path in sorted(Path(directory).glob("*.py")):
+                chunks += [path.name, path.read_bytes()]
+        parts[f"migrations:{config.label}"] = _digest(*chunks)
+    return parts
+
+
+def model_parts() -> dict[str, str]:
+    """``models:<app>``: a digest of each app's model state, as migrations see it."""
+    from django.apps import apps
+    from django.db.migrations.state import ModelState
+    from django.db.migrations.writer import MigrationWriter
+
+    def serialize(value: Any) -> str:
+        try:
+            return MigrationWriter.serialize(value)[0]
+        except ValueError:
+            # Unserializable values (lambdas as defaults) change nothing in
+            # the schema; their type is enough.
+            return type(value).__qualname__
+
+    parts: dict[str, str] = {}
+    for config in apps.get_app_configs():
+        chunks: list[bytes | str] = []
+        for model in sorted(config.get_models(), key=lambda m: m._meta.label):
+            state = ModelState.from_model(model)
+            chunks.append(state.name)
+            for name, field in state.fields.items():
+                chunks += [name, serialize(field)]
+            for key, value in sorted(state.options.items()):
+                chunks += [key, serialize(value)]
+            chunks += [serialize(b) for b in state.bases]
+        if chunks:
+            parts[f"models:{config.label}"] = _digest(*chunks)
+    return parts
+
+
+def settings_part(settings: dict[str, Any]) -> str:
+    test = settings.get("TEST") or {}
+    relevant = {k: settings.get(k) for k in _SETTINGS_KEYS}
+    relevant["TEST"] = {k: test.get(k) for k in _TEST_KEYS}
+    return _digest(json.dumps(relevant, sort_keys=True, default=str))
+
+
+def compute(spec: TemplateSpec, engine: Engine) -> Fingerprint:
+    """The fingerprint of template ``spec`` on ``engine``'s server."""
+    import django
+
+    import testbed
+
+    parts: dict[str, str] = {
+        "django": django.get_version(),
+        "testbed": testbed.__version__,
+        "server": engine.server_version(),
+        "database": settings_part(engine.settings),
+    }
+    if spec.source is not None:
+        parts["source"] = engine.source_state(_source_settings(spec))
+    else:
+        parts.update(migration_parts())
+        parts.update(model_parts())
+        parts["loaders"] = _digest(
+            *(resolve(loader, setting=spec.setting).fingerprint() for loader in spec.loaders)
+        )
+    return Fingerprint(parts)
+
+
+def _source_settings(spec: TemplateSpec) -> dict[str, Any]:
+    from testbed._config import original_databases
+
+    assert spec.source is not None
+    return dict(original_databases()[spec.source])

@@ -1,0 +1,157 @@
+"""Naming and safety: the one place that decides what testbed may destroy.
+
+Every database testbed creates gets a name derived from the test database
+name and a mark of ownership recorded with it (see ``Mark``). Dropping a
+database, ending its sessions or restoring its tables goes through
+``drop`` and ``reset`` here, which refuse unless the database carries a
+mark naming it, written by testbed, and its name is none of the databases
+the project configures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from testbed._engines import Engine
+
+MARK_VERSION = 1
+TEMPLATE = "template"
+CLONE = "clone"
+Kind = Literal["template", "clone"]
+
+
+class TestbedError(Exception):
+    """Base class of testbed's errors."""
+
+    __test__ = False  # not a test class, despite the name
+
+
+class UnsafeOperation(TestbedError):
+    """testbed refused to touch a database it cannot prove it created."""
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The record of ownership stored with every database testbed creates."""
+
+    name: str
+    kind: Kind
+    template: str
+    fingerprint: str
+    base: str
+    complete: bool = False
+    # The fingerprint's parts, so a rebuild can say what changed.
+    parts: dict[str, str] = field(default_factory=dict)
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+    created: float = field(default_factory=time.time)
+    testbed: int = MARK_VERSION
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, raw: str | None) -> Mark | None:
+        """The mark in ``raw``, or None if ``raw`` is not one of testbed's."""
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw.strip())
+            if not isinstance(data, dict) or data.get("testbed") != MARK_VERSION:
+                return None
+            return cls(**data)
+        except (ValueError, TypeError):
+            return None
+
+    def completed(self) -> Mark:
+        return Mark(**{**asdict(self), "complete": True})
+
+
+_SAFE_CHARS = re.compile(r"[^a-z0-9_]+")
+
+
+def slug(text: str, *, max_length: int = 24) -> str:
+    """``text`` reduced to ``[a-z0-9_]``; a hash keeps distinct inputs distinct."""
+    cleaned = _SAFE_CHARS.sub("_", text.lower()).strip("_") or "x"
+    if cleaned == text and len(cleaned) <= max_length:
+        return cleaned
+    digest = hashlib.sha256(text.encode()).hexdigest()[:6]
+    return f"{cleaned[: max_length - 7]}_{digest}"
+
+
+def template_suffix(template: str, fingerprint: str) -> str:
+    return f"tbt_{slug(template)}_{fingerprint[:12]}"
+
+
+def clone_suffix(template: str, token: str) -> str:
+    return f"tbc_{slug(template)}_{token}"
+
+
+def protected_names() -> set[str]:
+    """Names of databases the project itself configures, real or test."""
+    from testbed._config import original_databases
+    from testbed._switch import unpointed_settings
+
+    names: set[str] = set()
+    for databases in (unpointed_settings(), original_databases()):
+        for entry in databases.values():
+            for value in (entry.get("NAME"), (entry.get("TEST") or {}).get("NAME")):
+                if value:
+                    names.add(str(value))
+    return names
+
+
+def check_owned(engine: Engine, name: str, *, action: str) -> Mark:
+    """The mark of ``name`` if testbed may ``action`` it; else raise.
+
+    ``action`` is a verb phrase for the message, e.g. "drop".
+    """
+    __tracebackhide__ = True
+    if not name or not name.strip():
+        raise UnsafeOperation(
+            f"testbed refuses to {action} a database with an empty name. "
+            "Check NAME and TEST['NAME'] in DATABASES."
+        )
+    if name in protected_names():
+        raise UnsafeOperation(
+            f"testbed refuses to {action} database {name!r}: it is configured "
+            "in DATABASES (as NAME or TEST['NAME']), and testbed only touches "
+            "databases it created itself."
+        )
+    mark = Mark.loads(engine.read_mark(name))
+    if mark is None:
+        raise UnsafeOperation(
+            f"testbed refuses to {action} database {name!r}: it carries no "
+            "testbed ownership mark, so testbed did not create it. Remove it "
+            "yourself if it is really disposable."
+        )
+    if mark.name != name:
+        raise UnsafeOperation(
+            f"testbed refuses to {action} database {name!r}: its ownership "
+            f"mark names {mark.name!r}, so it is a copy testbed did not make. "
+            "Remove it yourself if it is really disposable."
+        )
+    return mark
+
+
+def drop(engine: Engine, name: str) -> None:
+    """Drop ``name``, which must be a database testbed created."""
+    check_owned(engine, name, action="drop")
+    engine._drop(name)
+
+
+def reset(engine: Engine, name: str, template: str) -> bool:
+    """Restore the changed tables of testbed's clone ``name`` from ``template``."""
+    check_owned(engine, name, action="restore tables of")
+    return engine._reset_tracked(name, template)
+
+
+def describe(mark: Mark | None) -> dict[str, Any]:
+    return asdict(mark) if mark else {}

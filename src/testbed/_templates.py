@@ -1,0 +1,320 @@
+"""Template databases: build once per fingerprint, clone per process, restore.
+
+A template is built under a cross-process lock, marked complete only when
+everything succeeded, then sealed. Each process gets its own working clone
+of a template and brings it back to the template's state when a test asks
+for that, by restoring the tables that changed where the engine can, or by
+a fresh clone.
+"""
+
+from __future__ import annotations
+
+import atexit
+import secrets
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from testbed import _safety, _switch
+from testbed._config import ConfigurationError, TemplateSpec, lock_timeout, original_databases
+from testbed._engines import Engine, engine_for
+from testbed._fingerprint import Fingerprint, compute
+from testbed._loaders import resolve
+from testbed._safety import CLONE, TEMPLATE, Mark, TestbedError
+from testbed._stats import stats, timed
+
+# Distinguishes this process's clones from those of concurrent test runs.
+TOKEN = secrets.token_hex(3)
+_lock = threading.RLock()
+
+
+class BuildError(TestbedError):
+    """Building a template failed; nothing half-built is left for reuse."""
+
+
+@dataclass
+class Template:
+    spec: TemplateSpec
+    engine: Engine
+    name: str
+    fingerprint: Fingerprint
+
+
+@dataclass
+class WorkingClone:
+    template: Template
+    name: str
+    # None until a test first needs restores; then whether the engine tracks changes.
+    tracking: bool | None = None
+    users: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+_templates: dict[str, Template] = {}
+_clones: dict[str, WorkingClone] = {}
+
+
+def _is_test_name(alias: str, name: str) -> bool:
+    original = original_databases().get(alias, {})
+    if name != original.get("NAME"):
+        return True  # test set-up already renamed it
+    return name.startswith("test_") or "mode=memory" in name or name == ":memory:"
+
+
+def base_settings(alias: str) -> dict[str, Any]:
+    """The alias's settings, with NAME its test database name."""
+    from django.db import connections
+
+    settings = dict(connections.settings[alias])
+    name = str(settings.get("NAME") or "")
+    if not _is_test_name(alias, name):
+        name = connections[alias].creation._get_test_db_name()
+        if name == ":memory:":
+            name = f"file:memorydb_{alias}?mode=memory&cache=shared"
+    if not name:
+        raise ConfigurationError(
+            f"DATABASES[{alias!r}] has an empty NAME, so testbed cannot derive "
+            "template names from its test database name. Set NAME (or "
+            "TEST['NAME'])."
+        )
+    settings["NAME"] = name
+    return settings
+
+
+def _source_settings(spec: TemplateSpec) -> dict[str, Any]:
+    assert spec.source is not None
+    source = dict(original_databases()[spec.source])
+    name = source.get("NAME")
+    test_name = (source.get("TEST") or {}).get("NAME")
+    where = f"DATABASES[{spec.source!r}]"
+    if not name:
+        raise ConfigurationError(
+            f"{where} has an empty NAME, but {spec.setting} reads it as the "
+            f"source of template {spec.name!r}. Set NAME to the database to copy."
+        )
+    if test_name and test_name == name:
+        raise ConfigurationError(
+            f"{where}['TEST']['NAME'] equals its NAME {name!r}: a test run "
+            f"would replace the database that template {spec.name!r} copies "
+            f"from ({spec.setting}). Give TEST['NAME'] a different name."
+        )
+    return source
+
+
+def _announce(message: str) -> None:
+    sys.stderr.write(f"testbed: {message}\n")
+    sys.stderr.flush()
+
+
+def template(spec: TemplateSpec) -> Template:
+    """The built template for ``spec``, building it if needed."""
+    with _lock, timed():
+        found = _templates.get(spec.name)
+        if found is not None:
+            return found
+        engine = engine_for(base_settings(spec.alias), spec.alias)
+        if spec.source is not None:
+            source = _source_settings(spec)
+            from testbed._engines import vendor_of
+
+            if vendor_of(source) != engine.vendor:
+                raise ConfigurationError(
+                    f"Template {spec.name!r} copies DATABASES[{spec.source!r}] "
+                    f"({vendor_of(source)}) into DATABASES[{spec.alias!r}] "
+                    f"({engine.vendor}); {spec.setting} needs both on one vendor."
+                )
+        fingerprint = compute(spec, engine)
+        name = engine.derive_name(
+            _safety.template_suffix(spec.name, fingerprint.digest), persistent=True
+        )
+        built = Template(spec, engine, name, fingerprint)
+        if _is_complete(built):
+            stats.reused.append(spec.name)
+        else:
+            try:
+                with engine.lock(f"testbed-build:{name}", lock_timeout()):
+                    # Another process may have finished while we waited.
+                    if _is_complete(built):
+                        stats.reused.append(spec.name)
+                    else:
+                        _build(built)
+            except TimeoutError:
+                raise BuildError(
+                    f"Timed out after {lock_timeout():.0f}s waiting for another "
+                    f"process to build template {spec.name!r} ({name}). If no "
+                    "other test run is active, run again; raise "
+                    "TESTBED['LOCK_TIMEOUT'] for very large templates."
+                ) from None
+        _templates[spec.name] = built
+        return built
+
+
+def _is_complete(built: Template) -> bool:
+    mark = Mark.loads(built.engine.read_mark(built.name))
+    return bool(
+        mark
+        and mark.complete
+        and mark.kind == TEMPLATE
+        and mark.fingerprint == built.fingerprint.digest
+    )
+
+
+def _why(built: Template) -> str:
+    """Why ``built`` must be built: what changed since the newest earlier build."""
+    earlier: list[Mark] = []
+    prefix = built.engine.base_name
+    for info in built.engine.list_databases(prefix):
+        mark = Mark.loads(info.mark)
+        if mark and mark.kind == TEMPLATE and mark.template == built.spec.name and mark.complete:
+            earlier.append(mark)
+    if not earlier:
+        return "no earlier build"
+    newest = max(earlier, key=lambda m: m.created)
+    changed = built.fingerprint.changes_since(newest.parts)
+    return f"changed: {', '.join(changed)}" if changed else "earlier build incomplete"
+
+
+def _build(built: Template) -> None:
+    spec, engine, name = built.spec, built.engine, built.name
+    if engine.exists(name):
+        # A build that died before completing: its mark says incomplete.
+        _safety.drop(engine, name)
+    _announce(f"building template {spec.name!r} into {name} ({_why(built)})")
+    mark = Mark(
+        name=name,
+        kind=TEMPLATE,
+        template=spec.name,
+        fingerprint=built.fingerprint.digest,
+        base=engine.base_name,
+        parts=built.fingerprint.parts,
+    )
+    try:
+        if spec.source is not None:
+            engine.copy_from(_source_settings(spec), name, mark.dumps())
+        else:
+            engine.create_empty(name, mark.dumps())
+            with _switch.pointing(spec.alias, engine.settings_for(name)):
+                _populate(spec)
+        engine.seal(name, mark.completed().dumps())
+    except Exception as exc:
+        try:
+            if engine.exists(name):
+                _safety.drop(engine, name)
+        except Exception:
+            pass  # the incomplete mark keeps it from being used anyway
+        if isinstance(exc, TestbedError):
+            raise
+        raise BuildError(
+            f"Building template {spec.name!r} ({spec.setting}) failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    stats.built.append(spec.name)
+
+
+def _populate(spec: TemplateSpec) -> None:
+    """Migrate the alias's (re-pointed) database and run the loaders."""
+    from django.apps import apps
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    alias = spec.alias
+    loaders = [resolve(loader, setting=spec.setting) for loader in spec.loaders]
+    # As Django's create_test_db does: TEST MIGRATE False syncs from models.
+    old_modules = settings.MIGRATION_MODULES
+    if connections[alias].settings_dict["TEST"].get("MIGRATE") is False:
+        settings.MIGRATION_MODULES = {app.label: None for app in apps.get_app_configs()}
+    try:
+        call_command(
+            "migrate", verbosity=0, interactive=False, database=alias, run_syncdb=True
+        )
+    finally:
+        settings.MIGRATION_MODULES = old_modules
+    call_command("createcachetable", database=alias, verbosity=0)
+    for loader in loaders:
+        loader.run(using=alias)
+    connections[alias].close()
+
+
+def working_clone(spec: TemplateSpec) -> WorkingClone:
+    """This process's clone of ``spec``'s template, made on first use."""
+    with _lock, timed():
+        clone = _clones.get(spec.name)
+        if clone is not None:
+            return clone
+        built = template(spec)
+        engine = built.engine
+        name = engine.derive_name(_safety.clone_suffix(spec.name, TOKEN), persistent=False)
+        clone = WorkingClone(built, name, settings=engine.settings_for(name))
+        _clone_into(clone)
+        _clones[spec.name] = clone
+        return clone
+
+
+def _clone_into(clone: WorkingClone) -> None:
+    built = clone.template
+    mark = Mark(
+        name=clone.name,
+        kind=CLONE,
+        template=built.spec.name,
+        fingerprint=built.fingerprint.digest,
+        base=built.engine.base_name,
+        complete=True,
+    )
+    built.engine.clone(built.name, clone.name, mark.dumps())
+    stats.clones += 1
+
+
+def prepare_restores(clone: WorkingClone) -> None:
+    """Get ``clone`` ready to be restored after tests change it."""
+    if clone.tracking is None:
+        with timed():
+            built = clone.template
+            clone.tracking = built.engine.prepare_tracking(clone.name, built.name)
+
+
+def restore(clone: WorkingClone) -> None:
+    """Bring ``clone`` back to its template's state.
+
+    The caller has closed its connections to the clone.
+    """
+    built = clone.template
+    engine = built.engine
+    with timed():
+        if clone.tracking and _safety.reset(engine, clone.name, built.name):
+            stats.restores_tracked += 1
+            return
+        _safety.drop(engine, clone.name)
+        _clone_into(clone)
+        stats.clones -= 1  # counted as a restore, not a new clone
+        stats.restores_fresh += 1
+        if clone.tracking:
+            clone.tracking = engine.prepare_tracking(clone.name, built.name)
+
+
+def drop_working_clones() -> None:
+    """Drop every working clone this process made."""
+    with _lock:
+        for clone in list(_clones.values()):
+            try:
+                _safety.drop(clone.template.engine, clone.name)
+            except Exception as exc:  # at exit, report and go on
+                _announce(f"could not drop {clone.name}: {exc}")
+            finally:
+                clone.template.engine.close()
+        _clones.clear()
+        for built in _templates.values():
+            built.engine.close()
+        _templates.clear()
+
+
+def ensure_templates(names: list[str]) -> None:
+    """Build (or find) the named templates now, e.g. before a run."""
+    from testbed._config import template as get_spec
+
+    for name in names:
+        template(get_spec(name))
+
+
+atexit.register(drop_working_clones)

@@ -65,8 +65,10 @@ TESTBED = {
             "LOADERS": ["catalog/sql/tags.sql", "authors", "catalog.loaders.load_books"],
         },
         "catalog_other": {"DATABASE": "other", "LOADERS": ["catalog.loaders.load_other"]},
-    }
+    },
 }
+if os.environ.get("TESTBED_CACHE_DIR"):
+    TESTBED["CACHE_DIR"] = os.environ["TESTBED_CACHE_DIR"]
 TTDB = ("legacy",)
 TEST_RUNNER = os.environ.get("TESTBED_RUNNER", "testbed.runner.TemplateDatabaseRunner")
 STATIC_URL = "/static/"

@@ -115,6 +115,8 @@ class SQLiteEngine(Engine):
                 st = os.stat(str(source["NAME"]) + suffix)
             except OSError:
                 continue
+            if suffix and not st.st_size:
+                continue  # any reader creates an empty -wal: no content
             states.append(f"{suffix}:{st.st_size}:{st.st_mtime_ns}")
         return ";".join(states)
 

@@ -1,0 +1,290 @@
+"""End to end: tests/project's suite under ``manage.py test`` on each engine.
+
+Each test copies the project into a temporary directory, gives it database
+names no other run uses, and runs Django in a subprocess, as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import unique_db_name
+
+PROJECT = Path(__file__).parent / "project"
+INNER_TESTS = 24
+
+
+class Project:
+    def __init__(self, root: Path, vendor: str, name: str) -> None:
+        self.root = root
+        self.vendor = vendor
+        self.name = name
+        self.env = {
+            **os.environ,
+            "TESTBED_ENGINE": vendor,
+            "TESTBED_DBNAME": name,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def test(self, *labels: str) -> subprocess.CompletedProcess[str]:
+        return self.manage("test", "--noinput", *(labels or ("inner",)), check=False)
+
+    def server(self, sql: str) -> None:
+        """Run a statement on the server, outside any database."""
+        if self.vendor == "postgresql":
+            import psycopg
+
+            with psycopg.connect(
+                host="127.0.0.1", user="root", dbname="postgres", autocommit=True
+            ) as conn:
+                conn.execute(sql)  # type: ignore[arg-type]
+        elif self.vendor == "mysql":
+            import MySQLdb
+
+            conn = MySQLdb.connect(host="127.0.0.1", user="root")
+            try:
+                conn.cursor().execute(sql)
+            finally:
+                conn.close()
+
+    def drop_everything(self) -> None:
+        """Drop what the runs left: templates, clones, the legacy database."""
+        if self.vendor == "sqlite":
+            return  # files in tmp_path; in-memory bases keep templates in CACHE_DIR
+        quote = '"' if self.vendor == "postgresql" else "`"
+        names = self.databases()
+        for name in names:
+            if self.vendor == "postgresql":
+                self.server(f'ALTER DATABASE "{name}" IS_TEMPLATE false')
+                self.server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            else:
+                self.server(f"DROP DATABASE IF EXISTS {quote}{name}{quote}")
+
+    def databases(self) -> list[str]:
+        if self.vendor == "postgresql":
+            import psycopg
+
+            with psycopg.connect(host="127.0.0.1", user="root", dbname="postgres") as conn:
+                rows = conn.execute(
+                    "SELECT datname FROM pg_database WHERE strpos(datname, %s) > 0",
+                    (self.name,),
+                ).fetchall()
+        else:
+            import MySQLdb
+
+            conn = MySQLdb.connect(host="127.0.0.1", user="root")
+            try:
+                cursor = conn.cursor()
+                cursor.execute(
+                    "SELECT schema_name FROM information_schema.schemata "
+                    "WHERE LOCATE(%s, schema_name) > 0",
+                    (self.name,),
+                )
+                rows = cursor.fetchall()
+            finally:
+                conn.close()
+        return [r[0] for r in rows]
+
+
+@pytest.fixture
+def project(vendor: str, tmp_path: Path) -> Iterator[Project]:
+    """tests/project copied to a temporary directory, with a legacy
+    database (the TTDB source) holding one author."""
+    root = tmp_path / "project"
+    shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns("__pycache__"))
+    name = unique_db_name("tbp")
+    proj = Project(root, vendor, name)
+    proj.env["TESTBED_CACHE_DIR"] = str(tmp_path / "cache")
+    legacy = f"{name}_legacy"
+    if vendor != "sqlite":
+        proj.server(f"CREATE DATABASE {legacy}")
+    try:
+        proj.manage("migrate", "--database", "legacy", "-v0")
+        proj.manage(
+            "shell",
+            "-c",
+            "from catalog.models import Author; "
+            "Author.objects.using('legacy').create(name='Legacy Author')",
+        )
+        yield proj
+    finally:
+        proj.drop_everything()
+
+
+def summary(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("testbed: ")]
+    assert lines, result.stderr
+    return lines[-1]
+
+
+def assert_passed(result: subprocess.CompletedProcess[str], count: int = INNER_TESTS) -> None:
+    assert result.returncode == 0, result.stderr
+    assert f"Ran {count} tests" in result.stderr, result.stderr
+    assert "\nOK" in result.stderr, result.stderr
+
+
+def test_every_api_form(project: Project) -> None:
+    result = project.test()
+    assert_passed(result)
+    assert summary(result).startswith(
+        "testbed: 3 template(s) built (catalog, catalog_other, legacy), 0 reused;"
+    )
+    # Working clones are dropped at the end of the run; templates are kept.
+    if project.vendor != "sqlite":
+        left = project.databases()
+        assert not [n for n in left if "_tbc_" in n], left
+        assert len([n for n in left if "_tbt_" in n]) == 3, left
+
+
+def test_template_reused_by_the_next_process(project: Project) -> None:
+    assert_passed(project.test())
+    second = project.test()
+    assert_passed(second)
+    assert summary(second).startswith(
+        "testbed: 0 template(s) built, 3 reused (catalog, catalog_other, legacy);"
+    )
+    assert "building template" not in second.stderr
+
+
+def test_rebuild_after_a_migration_is_edited(project: Project) -> None:
+    assert_passed(project.test())
+    migration = project.root / "catalog" / "migrations" / "0001_initial.py"
+    migration.write_text(migration.read_text().replace("max_length=200", "max_length=250"))
+    again = project.test()
+    assert_passed(again)
+    assert "(changed: migrations:catalog)" in again.stderr, again.stderr
+    assert summary(again).startswith(
+        "testbed: 2 template(s) built (catalog, catalog_other), 1 reused (legacy);"
+    )
+
+
+def test_rebuild_after_a_loader_changes(project: Project) -> None:
+    assert_passed(project.test())
+    loaders = project.root / "catalog" / "loaders.py"
+    loaders.write_text(loaders.read_text().replace("BOOKS_PER_AUTHOR = 20", "BOOKS_PER_AUTHOR = 21"))
+    again = project.test("inner.test_templates.InheritedTests")
+    assert "building template 'catalog'" in again.stderr
+    assert "(changed: loaders)" in again.stderr
+    # The inner test expects 100 books; the rebuilt template has the new 105.
+    assert again.returncode == 1
+    assert "AssertionError: 105 != 100" in again.stderr
+
+
+def _wait_for(predicate: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
+
+
+def test_killed_builder_leaves_nothing_that_is_used(project: Project) -> None:
+    loaders = project.root / "catalog" / "loaders.py"
+    flag = project.root / "loading"
+    loaders.write_text(
+        loaders.read_text()
+        + "\n\nimport os, pathlib, time\n"
+        + "_orig = load_other\n\n\n"
+        + "def load_other(*, using: str) -> None:\n"
+        + "    _orig(using=using)\n"
+        + "    if os.environ.get('TESTBED_HANG'):\n"
+        + f"        pathlib.Path({str(flag)!r}).touch()\n"
+        + "        time.sleep(600)\n"
+    )
+    project.env["TESTBED_HANG"] = "1"
+    builder = project.popen("test", "--noinput", "inner.test_templates.SeveralDatabasesTests")
+    try:
+        _wait_for(flag.exists)
+    finally:
+        builder.send_signal(signal.SIGKILL)
+        builder.communicate()
+    del project.env["TESTBED_HANG"]
+    result = project.test("inner.test_templates.SeveralDatabasesTests")
+    assert result.returncode == 0, result.stderr
+    # The half-built template was not reused: it was built again.
+    assert "building template 'catalog_other'" in result.stderr
+    assert "1 template(s) built" in summary(result) or "2 template(s) built" in summary(result)
+
+
+def test_two_processes_building_at_once_build_once(project: Project) -> None:
+    script = (
+        "import django; django.setup(); "
+        "from testbed._templates import ensure_templates; ensure_templates(['catalog'])"
+    )
+    env = {**project.env, "DJANGO_SETTINGS_MODULE": "settings"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=project.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    builds = sum(err.count("building template 'catalog'") for _, err in outputs)
+    assert builds == 1, outputs
+
+
+def test_runs_without_the_custom_runner(project: Project) -> None:
+    project.env["TESTBED_RUNNER"] = "django.test.runner.DiscoverRunner"
+    result = project.test()
+    assert_passed(result)
+    assert "building template 'catalog'" in result.stderr
+
+
+def test_unknown_template_names_the_setting(project: Project) -> None:
+    tests = project.root / "inner" / "test_unknown.py"
+    tests.write_text(
+        "from django.test import TestCase\n"
+        "from testbed import use_template_database\n\n\n"
+        "@use_template_database('nope')\n"
+        "class T(TestCase):\n"
+        "    def test_it(self):\n"
+        "        pass\n"
+    )
+    result = project.test("inner.test_unknown")
+    assert result.returncode != 0
+    assert re.search(
+        r"Unknown template database 'nope' \('catalog', 'catalog_other', 'legacy'\)\. "
+        r"Define it in settings\.TESTBED",
+        result.stderr,
+    ), result.stderr

@@ -38,7 +38,9 @@ class Project:
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
 
-    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def manage(
+        self, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=self.root,
@@ -99,7 +101,9 @@ class Project:
         if self.vendor == "postgresql":
             import psycopg
 
-            with psycopg.connect(host="127.0.0.1", user="root", dbname="postgres") as conn:
+            with psycopg.connect(
+                host="127.0.0.1", user="root", dbname="postgres"
+            ) as conn:
                 rows = conn.execute(
                     "SELECT datname FROM pg_database WHERE strpos(datname, %s) > 0",
                     (self.name,),
@@ -147,12 +151,16 @@ def project(vendor: str, tmp_path: Path) -> Iterator[Project]:
 
 
 def summary(result: subprocess.CompletedProcess[str]) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("testbed: ")]
+    lines = [
+        line for line in result.stderr.splitlines() if line.startswith("testbed: ")
+    ]
     assert lines, result.stderr
     return lines[-1]
 
 
-def assert_passed(result: subprocess.CompletedProcess[str], count: int = INNER_TESTS) -> None:
+def assert_passed(
+    result: subprocess.CompletedProcess[str], count: int = INNER_TESTS
+) -> None:
     assert result.returncode == 0, result.stderr
     assert f"Ran {count} tests" in result.stderr, result.stderr
     assert "\nOK" in result.stderr, result.stderr
@@ -184,7 +192,9 @@ def test_template_reused_by_the_next_process(project: Project) -> None:
 def test_rebuild_after_a_migration_is_edited(project: Project) -> None:
     assert_passed(project.test())
     migration = project.root / "catalog" / "migrations" / "0001_initial.py"
-    migration.write_text(migration.read_text().replace("max_length=200", "max_length=250"))
+    migration.write_text(
+        migration.read_text().replace("max_length=200", "max_length=250")
+    )
     again = project.test()
     assert_passed(again)
     assert "(changed: migrations:catalog)" in again.stderr, again.stderr
@@ -196,7 +206,9 @@ def test_rebuild_after_a_migration_is_edited(project: Project) -> None:
 def test_rebuild_after_a_loader_changes(project: Project) -> None:
     assert_passed(project.test())
     loaders = project.root / "catalog" / "loaders.py"
-    loaders.write_text(loaders.read_text().replace("BOOKS_PER_AUTHOR = 20", "BOOKS_PER_AUTHOR = 21"))
+    loaders.write_text(
+        loaders.read_text().replace("BOOKS_PER_AUTHOR = 20", "BOOKS_PER_AUTHOR = 21")
+    )
     again = project.test("inner.test_templates.InheritedTests")
     assert "building template 'catalog'" in again.stderr
     assert "(changed: loaders)" in again.stderr
@@ -227,7 +239,9 @@ def test_killed_builder_leaves_nothing_that_is_used(project: Project) -> None:
         + "        time.sleep(600)\n"
     )
     project.env["TESTBED_HANG"] = "1"
-    builder = project.popen("test", "--noinput", "inner.test_templates.SeveralDatabasesTests")
+    builder = project.popen(
+        "test", "--noinput", "inner.test_templates.SeveralDatabasesTests"
+    )
     try:
         _wait_for(flag.exists)
     finally:
@@ -238,7 +252,9 @@ def test_killed_builder_leaves_nothing_that_is_used(project: Project) -> None:
     assert result.returncode == 0, result.stderr
     # The half-built template was not reused: it was built again.
     assert "building template 'catalog_other'" in result.stderr
-    assert "1 template(s) built" in summary(result) or "2 template(s) built" in summary(result)
+    assert "1 template(s) built" in summary(result) or "2 template(s) built" in summary(
+        result
+    )
 
 
 def test_two_processes_building_at_once_build_once(project: Project) -> None:

@@ -14,7 +14,7 @@ def template_names(value: str | Sequence[str] | None, *, where: str) -> tuple[st
     if value is None:
         return ()
     names = (value,) if isinstance(value, str) else tuple(value)
-    if not names or not all(isinstance(n, str) and n for n in names):
+    if not names or not all(isinstance(n, str) and n for n in names):  # type: ignore[redundant-expr]
         raise ConfigurationError(
             f"{where} must be a template name or a sequence of them, not {value!r}."
         )
@@ -28,7 +28,7 @@ class Activation:
         self.names = tuple(names)
         self.reload = reload
         self._clones: list[_templates.WorkingClone] = []
-        self._saved: list[object] = []
+        self._saved: list[_switch._Saved] = []
         self.aliases: set[str] = set()
 
     def start(self) -> None:
@@ -66,6 +66,6 @@ class Activation:
 
     def stop(self) -> None:
         while self._saved:
-            _switch.restore(self._saved.pop())  # type: ignore[arg-type]
+            _switch.restore(self._saved.pop())
         self.aliases.clear()
         self._clones.clear()

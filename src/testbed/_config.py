@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from testbed._safety import TestbedError
 
@@ -48,7 +48,8 @@ def original_databases() -> dict[str, dict[str, Any]]:
     if _original is None:
         from django.conf import settings
 
-        _original = copy.deepcopy(settings.DATABASES)
+        databases = cast(dict[str, dict[str, Any]], copy.deepcopy(settings.DATABASES))
+        _original = databases
     return _original
 
 

@@ -128,7 +128,10 @@ def compute(spec: TemplateSpec, engine: Engine) -> Fingerprint:
         parts.update(migration_parts())
         parts.update(model_parts())
         parts["loaders"] = _digest(
-            *(resolve(loader, setting=spec.setting).fingerprint() for loader in spec.loaders)
+            *(
+                resolve(loader, setting=spec.setting).fingerprint()
+                for loader in spec.loaders
+            )
         )
     return Fingerprint(parts)
 

@@ -78,10 +78,15 @@ def _fixture_files(label: str) -> list[Path]:
 
     command = Command()
     command.serialization_formats = serializers.get_public_serializer_formats()
-    command.app_label = None
-    command.verbosity = 0
-    command.using = "default"
-    command.format = None
+    # find_fixtures reads these attributes, which handle() normally sets.
+    attributes: dict[str, Any] = {
+        "app_label": None,
+        "verbosity": 0,
+        "using": "default",
+        "format": None,
+    }
+    for key, value in attributes.items():
+        setattr(command, key, value)
     command.ignore = False
     command.excluded_models, command.excluded_apps = set(), set()
     files: list[Path] = []
@@ -96,7 +101,7 @@ def resolve(loader: Loader, *, setting: str) -> ResolvedLoader:
     if callable(loader):
         label = f"{getattr(loader, '__module__', '?')}.{getattr(loader, '__qualname__', '?')}"
         return ResolvedLoader("callable", label, loader)
-    if not isinstance(loader, str) or not loader:
+    if not isinstance(loader, str) or not loader:  # type: ignore[redundant-expr]
         raise ConfigurationError(
             f"{setting}['LOADERS'] entries must be SQL file paths, fixture "
             f"names or dotted paths to callables, not {loader!r}."
@@ -118,7 +123,9 @@ def resolve(loader: Loader, *, setting: str) -> ResolvedLoader:
     try:
         files = _fixture_files(loader)
     except CommandError as exc:
-        raise ConfigurationError(f"{setting}['LOADERS'] entry {loader!r}: {exc}") from None
+        raise ConfigurationError(
+            f"{setting}['LOADERS'] entry {loader!r}: {exc}"
+        ) from None
     if not files:
         raise ConfigurationError(
             f"{setting}['LOADERS'] entry {loader!r} is not a SQL file, an "
@@ -153,7 +160,7 @@ def _import_callable(dotted: str) -> Callable[..., Any] | None:
         if exc.name and module_name.startswith(exc.name):
             return None  # not a module path at all: maybe a fixture name
         raise
-    target = module
+    target: Any = module
     for part in attr.split("."):
         target = getattr(target, part, None)
         if target is None:

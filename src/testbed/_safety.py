@@ -22,9 +22,9 @@ from typing import Any, Literal
 from testbed._engines import Engine
 
 MARK_VERSION = 1
-TEMPLATE = "template"
-CLONE = "clone"
 Kind = Literal["template", "clone"]
+TEMPLATE: Kind = "template"
+CLONE: Kind = "clone"
 
 
 class TestbedError(Exception):

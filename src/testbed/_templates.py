@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testbed import _safety, _switch
-from testbed._config import ConfigurationError, TemplateSpec, lock_timeout, original_databases
+from testbed._config import (
+    ConfigurationError,
+    TemplateSpec,
+    lock_timeout,
+    original_databases,
+)
 from testbed._engines import Engine, engine_for
 from testbed._fingerprint import Fingerprint, compute
 from testbed._loaders import resolve
@@ -69,7 +74,7 @@ def base_settings(alias: str) -> dict[str, Any]:
     settings = dict(connections.settings[alias])
     name = str(settings.get("NAME") or "")
     if not _is_test_name(alias, name):
-        name = connections[alias].creation._get_test_db_name()
+        name = connections[alias].creation._get_test_db_name()  # type: ignore[attr-defined]
         if name == ":memory:":
             name = f"file:memorydb_{alias}?mode=memory&cache=shared"
     if not name:
@@ -166,7 +171,12 @@ def _why(built: Template) -> str:
     prefix = built.engine.base_name
     for info in built.engine.list_databases(prefix):
         mark = Mark.loads(info.mark)
-        if mark and mark.kind == TEMPLATE and mark.template == built.spec.name and mark.complete:
+        if (
+            mark
+            and mark.kind == TEMPLATE
+            and mark.template == built.spec.name
+            and mark.complete
+        ):
             earlier.append(mark)
     if not earlier:
         return "no earlier build"
@@ -245,7 +255,9 @@ def working_clone(spec: TemplateSpec) -> WorkingClone:
             return clone
         built = template(spec)
         engine = built.engine
-        name = engine.derive_name(_safety.clone_suffix(spec.name, TOKEN), persistent=False)
+        name = engine.derive_name(
+            _safety.clone_suffix(spec.name, TOKEN), persistent=False
+        )
         clone = WorkingClone(built, name, settings=engine.settings_for(name))
         _clone_into(clone)
         _clones[spec.name] = clone

@@ -19,7 +19,9 @@ from testbed import _config, _stats, _templates
 from testbed._activation import template_names
 
 
-def _tests(suite: unittest.TestSuite | unittest.TestCase) -> Iterator[unittest.TestCase]:
+def _tests(
+    suite: unittest.TestSuite | unittest.TestCase,
+) -> Iterator[unittest.TestCase]:
     if isinstance(suite, unittest.TestCase):
         yield suite
         return

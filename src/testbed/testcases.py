@@ -28,33 +28,36 @@ _T = TypeVar("_T")
 _INSTALLED = "_testbed_installed"
 
 
-def _rolls_back(klass: type[TransactionTestCase]) -> bool:
-    return issubclass(klass, TestCase) and bool(klass._databases_support_transactions())
+def _rolls_back(klass: type[Any]) -> bool:
+    # _databases_support_transactions is private Django API, not in the stubs.
+    return issubclass(klass, TestCase) and bool(
+        klass._databases_support_transactions()  # type: ignore[attr-defined]
+    )
 
 
-def _class_templates(klass: type[TransactionTestCase]) -> tuple[str, ...]:
+def _class_templates(klass: type[Any]) -> tuple[str, ...]:
     return template_names(
         getattr(klass, "template_database", None),
         where=f"{klass.__qualname__}.template_database",
     )
 
 
-def _class_reload(klass: type[TransactionTestCase]) -> bool:
+def _class_reload(klass: type[Any]) -> bool:
     value = getattr(klass, "reload_after_test", None)
     if value is None:
         return not _rolls_back(klass)
     return bool(value)
 
 
-def _method_of(test: TransactionTestCase) -> _TemplateMethod | None:
+def _method_of(test: Any) -> _TemplateMethod | None:
     found = type(test).__dict__.get(test._testMethodName)
     if found is None:
         found = getattr(type(test), test._testMethodName, None)
     return found if isinstance(found, _TemplateMethod) else None
 
 
-def _end_class_activation(cls: type[TransactionTestCase], activation: Activation) -> None:
-    cls._testbed_activation = None  # type: ignore[attr-defined]
+def _end_class_activation(cls: type[Any], activation: Activation) -> None:
+    cls._testbed_activation = None
     try:
         if activation.reload and issubclass(cls, LiveServerTestCase):
             activation.restore()  # once per class, as django-ttdb did
@@ -62,59 +65,59 @@ def _end_class_activation(cls: type[TransactionTestCase], activation: Activation
         activation.stop()
 
 
-def _install(klass: type[TransactionTestCase]) -> None:
+def _install(klass: type[Any]) -> None:
     """Hook ``klass`` (once per hierarchy) so templates apply to its tests."""
     if getattr(klass, _INSTALLED, False):
         return
-    set_up_class = klass.setUpClass.__func__  # type: ignore[attr-defined]
+    set_up_class = klass.setUpClass.__func__
     call = klass.__call__
     debug = klass.debug
     fixture_teardown = klass._fixture_teardown
 
-    def setUpClass(cls: type[TransactionTestCase]) -> None:
+    def setUpClass(cls: type[Any]) -> None:
         names = _class_templates(cls)
-        cls._testbed_activation = None  # type: ignore[attr-defined]
+        cls._testbed_activation = None
         if names:
-            activation = Activation(names, reload=_class_reload(cls) and not _rolls_back(cls))
+            activation = Activation(
+                names, reload=_class_reload(cls) and not _rolls_back(cls)
+            )
             activation.start()
-            cls._testbed_activation = activation  # type: ignore[attr-defined]
+            cls._testbed_activation = activation
             # Class cleanups run last-in first-out, after tearDownClass: this
             # one, added before Django adds its own, runs after all of them,
             # while Django's still find the aliases as they left them.
             cls.addClassCleanup(_end_class_activation, cls, activation)
         set_up_class(cls)
 
-    def _run_on_method_templates(
-        self: TransactionTestCase, run: Callable[[], _T]
-    ) -> _T:
+    def _run_on_method_templates(self: Any, run: Callable[[], _T]) -> _T:
         method = _method_of(self)
         if method is None:
             return run()
         reload = method.reload_after_test and not _rolls_back(type(self))
         activation = Activation(method.names, reload=reload)
         activation.start()
-        self._testbed_method_activation = activation  # type: ignore[attr-defined]
+        self._testbed_method_activation = activation
         try:
             return run()
         finally:
-            self._testbed_method_activation = None  # type: ignore[attr-defined]
+            self._testbed_method_activation = None
             try:
                 if reload:
                     activation.restore()
             finally:
                 activation.stop()
 
-    def __call__(self: TransactionTestCase, result: Any = None) -> Any:
+    def __call__(self: Any, result: Any = None) -> Any:
         return _run_on_method_templates(self, lambda: call(self, result))
 
-    def debug_(self: TransactionTestCase) -> None:
+    def debug_(self: Any) -> None:
         _run_on_method_templates(self, lambda: debug(self))
 
-    def _fixture_teardown(self: TransactionTestCase) -> None:
+    def _fixture_teardown(self: Any) -> None:
         cls = type(self)
         class_activation: Activation | None = getattr(cls, "_testbed_activation", None)
         method_activation = getattr(self, "_testbed_method_activation", None)
-        served = set()
+        served: set[str] = set()
         for activation in (class_activation, method_activation):
             if activation is not None:
                 served |= activation.aliases
@@ -132,18 +135,20 @@ def _install(klass: type[TransactionTestCase]) -> None:
         all_names = self._databases_names
 
         def other_names(include_mirrors: bool = True) -> list[str]:
-            return [a for a in all_names(include_mirrors=include_mirrors) if a not in served]
+            return [
+                a for a in all_names(include_mirrors=include_mirrors) if a not in served
+            ]
 
-        self._databases_names = other_names  # type: ignore[method-assign]
+        self._databases_names = other_names
         try:
             fixture_teardown(self)
         finally:
             del self._databases_names
 
-    klass.setUpClass = classmethod(setUpClass)  # type: ignore[assignment,method-assign]
-    klass.__call__ = __call__  # type: ignore[method-assign]
-    klass.debug = debug_  # type: ignore[method-assign]
-    klass._fixture_teardown = _fixture_teardown  # type: ignore[method-assign]
+    klass.setUpClass = classmethod(setUpClass)
+    klass.__call__ = __call__
+    klass.debug = debug_
+    klass._fixture_teardown = _fixture_teardown
     setattr(klass, _INSTALLED, True)
 
 
@@ -159,7 +164,7 @@ class _TemplateMethod:
         self.reload_after_test = reload_after_test
 
     def __set_name__(self, owner: type, name: str) -> None:
-        if not (isinstance(owner, type) and issubclass(owner, TransactionTestCase)):
+        if not issubclass(owner, TransactionTestCase):
             raise TypeError(
                 "use_template_database() can only decorate methods of "
                 "django.test.TransactionTestCase subclasses (TestCase, "
@@ -217,8 +222,8 @@ class use_template_database:
                     f"methods, not {target.__qualname__}."
                 )
             _install(target)
-            target.template_database = self.names  # type: ignore[attr-defined]
-            target.reload_after_test = self.reload_after_test  # type: ignore[attr-defined]
+            setattr(target, "template_database", self.names)  # noqa: B010
+            setattr(target, "reload_after_test", self.reload_after_test)  # noqa: B010
             return target
         if callable(target):
             return _TemplateMethod(target, self.names, self.reload_after_test)
@@ -274,5 +279,9 @@ class TemplateDBLiveServerTestCase(LiveServerTestCase):
     reload_after_test: bool = True
 
 
-for _klass in (TemplateDBTestCase, TemplateDBTransactionTestCase, TemplateDBLiveServerTestCase):
+for _klass in (
+    TemplateDBTestCase,
+    TemplateDBTransactionTestCase,
+    TemplateDBLiveServerTestCase,
+):
     _install(_klass)

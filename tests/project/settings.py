@@ -62,9 +62,16 @@ TESTBED = {
     "TEMPLATES": {
         "catalog": {
             "DATABASE": "default",
-            "LOADERS": ["catalog/sql/tags.sql", "authors", "catalog.loaders.load_books"],
+            "LOADERS": [
+                "catalog/sql/tags.sql",
+                "authors",
+                "catalog.loaders.load_books",
+            ],
         },
-        "catalog_other": {"DATABASE": "other", "LOADERS": ["catalog.loaders.load_other"]},
+        "catalog_other": {
+            "DATABASE": "other",
+            "LOADERS": ["catalog.loaders.load_other"],
+        },
     },
 }
 if os.environ.get("TESTBED_CACHE_DIR"):

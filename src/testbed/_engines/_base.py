@@ -170,7 +170,7 @@ class Engine(abc.ABC):
         Raises ``TimeoutError`` after ``timeout`` seconds.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - engines without connections keep it
         """Release any connection the engine holds."""
 
 

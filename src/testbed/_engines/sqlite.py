@@ -85,7 +85,9 @@ class SQLiteEngine(Engine):
         if stem is not None:
             for name in _keepers:
                 if (_memory_name(name) or "").startswith(stem):
-                    found.append(DatabaseInfo(name, _memory_marks.get(name), None, True))
+                    found.append(
+                        DatabaseInfo(name, _memory_marks.get(name), None, True)
+                    )
             from testbed._config import cache_dir
 
             directory = cache_dir()
@@ -100,7 +102,10 @@ class SQLiteEngine(Engine):
                     continue
                 found.append(
                     DatabaseInfo(
-                        str(entry), self.read_mark(str(entry)), entry.stat().st_size, False
+                        str(entry),
+                        self.read_mark(str(entry)),
+                        entry.stat().st_size,
+                        False,
                     )
                 )
         return found

@@ -114,14 +114,18 @@ class TransactionTests(TemplateDBTransactionTestCase):
         self.assertTrue(Tag.objects.filter(name="poetry").exists())
         # Sequences were restored too: a new row gets the template's next id.
         new = Author.objects.create(name="after restore")
-        self.assertEqual(new.pk, Author.objects.exclude(pk=new.pk).order_by("-pk")[0].pk + 1)
+        self.assertEqual(
+            new.pk, Author.objects.exclude(pk=new.pk).order_by("-pk")[0].pk + 1
+        )
 
     def test_3_commits_are_visible_to_other_connections(self) -> None:
         Author.objects.create(name="committed")
         other = connections.create_connection("default")
         try:
             with other.cursor() as cursor:
-                cursor.execute("SELECT COUNT(*) FROM catalog_author WHERE name = 'committed'")
+                cursor.execute(
+                    "SELECT COUNT(*) FROM catalog_author WHERE name = 'committed'"
+                )
                 self.assertEqual(cursor.fetchone()[0], 1)
         finally:
             other.close()
@@ -181,7 +185,10 @@ class SeveralDatabasesTests(TestCase):
 
     def test_each_alias_has_its_clone(self) -> None:
         self.assertEqual(Book.objects.count(), BOOKS)
-        self.assertEqual(list(Book.objects.using("other").values_list("title", flat=True)), ["Other Book"])
+        self.assertEqual(
+            list(Book.objects.using("other").values_list("title", flat=True)),
+            ["Other Book"],
+        )
         self.assertNotEqual(
             connections["default"].settings_dict["NAME"],
             connections["other"].settings_dict["NAME"],
@@ -191,4 +198,6 @@ class SeveralDatabasesTests(TestCase):
 @use_template_database("legacy")
 class TTDBTests(TestCase):
     def test_default_is_a_copy_of_the_legacy_database(self) -> None:
-        self.assertEqual(list(Author.objects.values_list("name", flat=True)), ["Legacy Author"])
+        self.assertEqual(
+            list(Author.objects.values_list("name", flat=True)), ["Legacy Author"]
+        )

@@ -304,3 +304,63 @@ def test_unknown_template_names_the_setting(project: Project) -> None:
         r"Define it in settings\.TESTBED",
         result.stderr,
     ), result.stderr
+
+
+# --- unsupported targets (in-process) -----------------------------------------
+
+
+def test_decorating_a_class_that_is_not_a_transaction_test_case() -> None:
+    import unittest
+
+    from testbed import use_template_database
+
+    class Plain(unittest.TestCase):
+        pass
+
+    with pytest.raises(TypeError) as excinfo:
+        use_template_database("x")(Plain)
+    assert excinfo.value.args == (
+        "use_template_database() can only decorate "
+        "django.test.TransactionTestCase subclasses (TestCase, "
+        "TransactionTestCase, LiveServerTestCase) or their test methods, not "
+        "test_decorating_a_class_that_is_not_a_transaction_test_case.<locals>.Plain.",
+    )
+
+
+def test_decorating_something_that_is_not_a_test() -> None:
+    from testbed import use_template_database
+
+    with pytest.raises(TypeError) as excinfo:
+        use_template_database("x")(42)
+    assert excinfo.value.args == (
+        "use_template_database() decorates test classes and test methods, not int objects.",
+    )
+
+
+def test_decorating_a_method_of_a_plain_class() -> None:
+    from testbed import use_template_database
+
+    # Python reports errors from __set_name__ as the class statement's error.
+    with pytest.raises((TypeError, RuntimeError)) as excinfo:
+
+        class Plain:
+            @use_template_database("x")
+            def test_it(self) -> None:
+                pass
+
+    error = (
+        excinfo.value
+        if isinstance(excinfo.value, TypeError)
+        else excinfo.value.__cause__
+    )
+    assert isinstance(error, TypeError)
+    assert str(error).endswith(
+        "not of test_decorating_a_method_of_a_plain_class.<locals>.Plain."
+    )
+
+
+def test_a_template_name_is_required() -> None:
+    from testbed import use_template_database
+
+    with pytest.raises(TypeError, match=r"needs at least one template name"):
+        use_template_database()

@@ -186,5 +186,5 @@ def template(name: str) -> TemplateSpec:
         raise ConfigurationError(
             f"Unknown template database {name!r} ({known}). Define it in "
             f"settings.TESTBED = {{'TEMPLATES': {{{name!r}: {{'DATABASE': "
-            "'default', 'LOADERS': [...]}}}}, or list an alias in settings.TTDB."
+            "'default', 'LOADERS': [...]}}}, or list an alias in settings.TTDB."
         ) from None

@@ -130,9 +130,8 @@ def test_lock_excludes_a_second_holder(engine: Any) -> None:
     thread.start()
     holding.wait(10)
     try:
-        with pytest.raises(TimeoutError):
-            with other.lock("contract-lock", timeout=0.1):
-                pass
+        with pytest.raises(TimeoutError), other.lock("contract-lock", timeout=0.1):
+            pass
         with other.lock("contract-lock", timeout=10):
             order.append("second in")
     finally:

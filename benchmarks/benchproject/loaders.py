@@ -136,6 +136,12 @@ def row_counts(size: str) -> dict[str, int]:
     return dict(SIZES[size])
 
 
+def prepare(size: str, *, using: str) -> None:
+    """Generate and convert data set ``size`` for ``using``'s engine now, so
+    that loads in this process only pay for the database work."""
+    _prepared(size, connections[using])
+
+
 def load(size: str, *, using: str) -> None:
     """Insert data set ``size`` into the (empty) database ``using``."""
     connection = connections[using]

@@ -13,6 +13,12 @@ import os
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
+# SQLite databases (and testbed's templates and lock files next to them) go
+# to the benchmarks' git-ignored results directory, not the source tree.
+SQLITE_DIR = Path(
+    os.environ.get("BENCHPROJECT_SQLITE_DIR", BASE_DIR.parent / "results" / "sqlite")
+)
+SQLITE_DIR.mkdir(parents=True, exist_ok=True)
 
 ENGINE = os.environ.get("BENCHPROJECT_ENGINE", "sqlite")
 
@@ -35,13 +41,13 @@ def _database(engine: str) -> dict[str, object]:
     if engine == "sqlite":
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(BASE_DIR / "benchproject.sqlite3"),
-            "TEST": {"NAME": str(BASE_DIR / "test_benchproject.sqlite3")},
+            "NAME": str(SQLITE_DIR / "benchproject.sqlite3"),
+            "TEST": {"NAME": str(SQLITE_DIR / "test_benchproject.sqlite3")},
         }
     if engine == "sqlite-memory":
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(BASE_DIR / "benchproject.sqlite3"),
+            "NAME": str(SQLITE_DIR / "benchproject.sqlite3"),
         }
     if engine == "postgresql":
         return {

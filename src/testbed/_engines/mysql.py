@@ -147,9 +147,22 @@ class _TrackedTable:
 
 
 @dataclass
+class _Probe:
+    ddl: int | None = None
+    program_ddl: int | None = None
+    counters: dict[str, int | None] = field(default_factory=dict)
+    logged: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class _Tracking:
     template: str
-    signature: str
+    # Per part of the schema, a digest of its information_schema rows.
+    signature: dict[str, str]
+    # The server's DDL statement counters when the signature was last known
+    # to hold.
+    ddl: int | None
+    program_ddl: int | None
     tables: dict[str, _TrackedTable]
     # The template's counters, which every reset puts back.
     auto_increment: dict[str, int | None]
@@ -162,6 +175,127 @@ class _Tracking:
     # Tables with the user's own triggers: restoring their rows would fire
     # them, with effects elsewhere.
     user_triggered: set[str]
+
+
+# What the schema signature reads: information_schema table -> (its schema
+# column, the columns that define the objects). "Program" parts are costly
+# to read (MariaDB parses every trigger) and are reread only when statements
+# that change them ran.
+_SIGNATURE_PARTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "TABLES": (
+        "TABLE_SCHEMA",
+        (
+            "TABLE_NAME",
+            "TABLE_TYPE",
+            "ENGINE",
+            "ROW_FORMAT",
+            "TABLE_COLLATION",
+            "CREATE_OPTIONS",
+        ),
+    ),
+    "COLUMNS": (
+        "TABLE_SCHEMA",
+        (
+            "TABLE_NAME",
+            "COLUMN_NAME",
+            "ORDINAL_POSITION",
+            "COLUMN_DEFAULT",
+            "IS_NULLABLE",
+            "COLUMN_TYPE",
+            "CHARACTER_SET_NAME",
+            "COLLATION_NAME",
+            "EXTRA",
+            "GENERATION_EXPRESSION",
+        ),
+    ),
+    "STATISTICS": (
+        "TABLE_SCHEMA",
+        (
+            "TABLE_NAME",
+            "INDEX_NAME",
+            "SEQ_IN_INDEX",
+            "COLUMN_NAME",
+            "NON_UNIQUE",
+            "SUB_PART",
+            "INDEX_TYPE",
+        ),
+    ),
+    "REFERENTIAL_CONSTRAINTS": (
+        "CONSTRAINT_SCHEMA",
+        (
+            "TABLE_NAME",
+            "CONSTRAINT_NAME",
+            "REFERENCED_TABLE_NAME",
+            "UPDATE_RULE",
+            "DELETE_RULE",
+        ),
+    ),
+    "KEY_COLUMN_USAGE": (
+        "TABLE_SCHEMA",
+        (
+            "TABLE_NAME",
+            "CONSTRAINT_NAME",
+            "COLUMN_NAME",
+            "ORDINAL_POSITION",
+            "REFERENCED_TABLE_SCHEMA",
+            "REFERENCED_TABLE_NAME",
+            "REFERENCED_COLUMN_NAME",
+        ),
+    ),
+    "CHECK_CONSTRAINTS": ("CONSTRAINT_SCHEMA", ("CONSTRAINT_NAME", "CHECK_CLAUSE")),
+    "TRIGGERS": (
+        "TRIGGER_SCHEMA",
+        (
+            "TRIGGER_NAME",
+            "EVENT_OBJECT_TABLE",
+            "EVENT_MANIPULATION",
+            "ACTION_TIMING",
+            "ACTION_ORDER",
+            "ACTION_STATEMENT",
+            "SQL_MODE",
+            "DEFINER",
+        ),
+    ),
+    "VIEWS": (
+        "TABLE_SCHEMA",
+        ("TABLE_NAME", "VIEW_DEFINITION", "CHECK_OPTION", "DEFINER", "SECURITY_TYPE"),
+    ),
+    "ROUTINES": (
+        "ROUTINE_SCHEMA",
+        ("ROUTINE_NAME", "ROUTINE_TYPE", "ROUTINE_DEFINITION", "LAST_ALTERED"),
+    ),
+    "EVENTS": (
+        "EVENT_SCHEMA",
+        ("EVENT_NAME", "EVENT_DEFINITION", "LAST_ALTERED", "STATUS"),
+    ),
+}
+_TABLE_PARTS = (
+    "TABLES",
+    "COLUMNS",
+    "STATISTICS",
+    "REFERENTIAL_CONSTRAINTS",
+    "KEY_COLUMN_USAGE",
+    "CHECK_CONSTRAINTS",
+    "INNODB",
+)
+_PROGRAM_PARTS = ("TRIGGERS", "VIEWS", "ROUTINES", "EVENTS")
+_ALL_PARTS = _TABLE_PARTS + _PROGRAM_PARTS
+
+# Status counters of statements that can change a schema. Over-inclusive on
+# purpose (CREATE USER, another database's DDL): a count that moved only
+# costs a full read of the signature. Percent signs doubled: these go into
+# statements that take parameters.
+_ANY_DDL = (
+    "(VARIABLE_NAME LIKE 'COM!_ALTER!_%%' ESCAPE '!' OR VARIABLE_NAME LIKE 'COM!_CREATE!_%%' ESCAPE '!' "
+    "OR VARIABLE_NAME LIKE 'COM!_DROP!_%%' ESCAPE '!' OR VARIABLE_NAME IN ('COM_RENAME_TABLE', "
+    "'COM_TRUNCATE', 'COM_OPTIMIZE', 'COM_REPAIR', 'COM_IMPORT', 'COM_STMT_EXECUTE', "
+    "'COM_EXECUTE_SQL', 'COM_EXECUTE_IMMEDIATE', 'COM_CALL_PROCEDURE'))"
+)
+_PROGRAM_DDL = (
+    "(VARIABLE_NAME LIKE '%%TRIGGER%%' OR VARIABLE_NAME LIKE '%%VIEW%%' OR VARIABLE_NAME LIKE '%%PROCEDURE%%' "
+    "OR VARIABLE_NAME LIKE '%%FUNCTION%%' OR VARIABLE_NAME LIKE '%%EVENT%%' OR VARIABLE_NAME LIKE '%%PACKAGE%%' "
+    "OR VARIABLE_NAME LIKE '%%EXECUTE%%')"
+)
 
 
 class MySQLEngine(Engine):
@@ -779,105 +913,69 @@ class MySQLEngine(Engine):
 
     # --- per-test restore ------------------------------------------------------
 
-    def _signature_sql(self) -> str:
-        parts = [
-            (
-                "TABLES",
-                "TABLE_SCHEMA",
-                "TABLE_NAME, TABLE_TYPE, ENGINE, ROW_FORMAT, TABLE_COLLATION, CREATE_OPTIONS",
-            ),
-            (
-                "COLUMNS",
-                "TABLE_SCHEMA",
-                "TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_DEFAULT, IS_NULLABLE, COLUMN_TYPE, "
-                "CHARACTER_SET_NAME, COLLATION_NAME, EXTRA, GENERATION_EXPRESSION",
-            ),
-            (
-                "STATISTICS",
-                "TABLE_SCHEMA",
-                "TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE, SUB_PART, INDEX_TYPE",
-            ),
-            (
-                "REFERENTIAL_CONSTRAINTS",
-                "CONSTRAINT_SCHEMA",
-                "TABLE_NAME, CONSTRAINT_NAME, REFERENCED_TABLE_NAME, UPDATE_RULE, DELETE_RULE",
-            ),
-            (
-                "KEY_COLUMN_USAGE",
-                "TABLE_SCHEMA",
-                "TABLE_NAME, CONSTRAINT_NAME, COLUMN_NAME, ORDINAL_POSITION, REFERENCED_TABLE_SCHEMA, "
-                "REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME",
-            ),
-            ("CHECK_CONSTRAINTS", "CONSTRAINT_SCHEMA", "CONSTRAINT_NAME, CHECK_CLAUSE"),
-            (
-                "TRIGGERS",
-                "TRIGGER_SCHEMA",
-                "TRIGGER_NAME, EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER, "
-                "ACTION_STATEMENT, SQL_MODE, DEFINER",
-            ),
-            (
-                "VIEWS",
-                "TABLE_SCHEMA",
-                "TABLE_NAME, VIEW_DEFINITION, CHECK_OPTION, DEFINER, SECURITY_TYPE",
-            ),
-            (
-                "ROUTINES",
-                "ROUTINE_SCHEMA",
-                "ROUTINE_NAME, ROUTINE_TYPE, ROUTINE_DEFINITION, LAST_ALTERED",
-            ),
-            (
-                "EVENTS",
-                "EVENT_SCHEMA",
-                "EVENT_NAME, EVENT_DEFINITION, LAST_ALTERED, STATUS",
-            ),
-        ]
+    def _signature(
+        self, cur: CursorWrapper, db: str, parts: Sequence[str] = _ALL_PARTS
+    ) -> dict[str, str]:
+        """A digest of each of ``parts`` of ``db``'s schema, from information_schema."""
         selects = []
-        for table, schema_column, columns in parts:
+        for part in parts:
+            if part == "INNODB":
+                # A table's InnoDB id changes when it is truncated or rebuilt,
+                # which no trigger sees.
+                dictionary = "INNODB_SYS_TABLES" if self._mariadb else "INNODB_TABLES"
+                selects.append(
+                    "SELECT 'INNODB', MD5(GROUP_CONCAT(CONCAT(NAME, ':', TABLE_ID) "
+                    "ORDER BY NAME SEPARATOR ',')) "
+                    f"FROM information_schema.{dictionary} WHERE NAME LIKE %(innodb)s ESCAPE '!'"
+                )
+                continue
+            schema_column, columns = _SIGNATURE_PARTS[part]
             # Converted, because MySQL 8 gives these columns differing
             # collations, which CONCAT_WS refuses to mix.
             row = (
                 "CONCAT_WS(',', "
-                + ", ".join(
-                    f"QUOTE(CONVERT({c.strip()} USING utf8mb4))"
-                    for c in columns.split(",")
-                )
+                + ", ".join(f"QUOTE(CONVERT({c} USING utf8mb4))" for c in columns)
                 + ")"
             )
             selects.append(
-                f"SELECT 's', '{table}', MD5(GROUP_CONCAT({row} ORDER BY {row} SEPARATOR '\\n')) "
-                f"FROM information_schema.{table} WHERE {schema_column} = %(db)s"
+                f"SELECT '{part}', MD5(GROUP_CONCAT({row} ORDER BY {row} SEPARATOR ';')) "
+                f"FROM information_schema.{part} WHERE {schema_column} = %(db)s"
             )
-        # A table's InnoDB id changes when it is truncated or rebuilt, which
-        # no trigger sees. MariaDB and MySQL name the dictionary differently.
-        dictionary = "INNODB_SYS_TABLES" if self._mariadb else "INNODB_TABLES"
-        selects.append(
-            "SELECT 's', 'INNODB', MD5(GROUP_CONCAT(CONCAT(NAME, ':', TABLE_ID) ORDER BY NAME SEPARATOR ',')) "
-            f"FROM information_schema.{dictionary} WHERE NAME LIKE %(innodb)s ESCAPE '!'"
-        )
-        # Counters are compared one by one, so a mismatch can be put back.
-        selects.append(
-            "SELECT 'a', TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = %(db)s AND TABLE_TYPE <> 'VIEW'"
-        )
-        return " UNION ALL ".join(f"({s})" for s in selects)
-
-    def _signature(
-        self, cur: CursorWrapper, db: str
-    ) -> tuple[str, dict[str, int | None]]:
-        """A digest of ``db``'s schema, and each table's AUTO_INCREMENT counter."""
         cur.execute(
-            self._signature_sql(),
+            " UNION ALL ".join(f"({s})" for s in selects),
             {"db": db, "innodb": _like_prefix(_innodb_name(db) + "/")},
         )
-        rows = cur.fetchall()
-        digest = hashlib.sha256()
-        counters: dict[str, int | None] = {}
-        for kind, key, value in rows:
-            if kind == "s":
-                digest.update(f"{key}={value};".encode())
+        return {str(part): str(digest) for part, digest in cur.fetchall()}
+
+    def _probe(self, cur: CursorWrapper, db: str) -> _Probe:
+        """One round trip: the server's DDL counters, ``db``'s AUTO_INCREMENT
+        counters and its change log."""
+        status = (
+            "information_schema.GLOBAL_STATUS"
+            if self._mariadb
+            else "performance_schema.global_status"
+        )
+        cur.execute(
+            # The counters count statements of every session on the server, in
+            # stored programs and prepared statements too; when they have not
+            # moved, no DDL ran anywhere and the schema needs no reading.
+            f"(SELECT 'c', CAST(SUM(CASE WHEN {_PROGRAM_DDL} THEN VARIABLE_VALUE ELSE 0 END) "
+            f"AS CHAR), CAST(SUM(VARIABLE_VALUE) AS CHAR) FROM {status} WHERE {_ANY_DDL}) "
+            "UNION ALL (SELECT 'a', TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE <> 'VIEW') "
+            f"UNION ALL (SELECT 'd', tbl, pk FROM {quote(db)}.{quote(DIRTY_TABLE)})",
+            [db],
+        )
+        probe = _Probe()
+        for kind, key, value in cur.fetchall():
+            if kind == "c":
+                probe.program_ddl = None if key is None else int(key)
+                probe.ddl = None if value is None else int(value)
+            elif kind == "a":
+                probe.counters[key] = None if value is None else int(value)
             else:
-                counters[key] = None if value is None else int(value)
-        return digest.hexdigest(), counters
+                probe.logged.append((key, value))
+        return probe
 
     def prepare_tracking(self, name: str, template: str) -> bool:
         with self._admin() as cur:
@@ -962,10 +1060,13 @@ class MySQLEngine(Engine):
                 table.name, table.column_list, pk, pk_is_int
             )
             self._create_triggers(cur, name, table.name, pk)
-        signature, _ = self._signature(cur, name)
+        signature = self._signature(cur, name)
+        probe = self._probe(cur, name)
         state = _Tracking(
             template=template,
             signature=signature,
+            ddl=probe.ddl,
+            program_ddl=probe.program_ddl,
             tables=tracked,
             auto_increment={t.name: template_counters.get(t.name) for t in tables},
             cascades=cascades,
@@ -1009,39 +1110,52 @@ class MySQLEngine(Engine):
             return False
         with self._admin() as cur:
             try:
-                signature, counters = self._signature(cur, name)
-                if signature != state.signature:
-                    return False
-                cur.execute(f"SELECT tbl, pk FROM {quote(name)}.{quote(DIRTY_TABLE)}")
-                logged = cur.fetchall()
+                probe = self._probe(cur, name)
+                if probe.ddl is None or probe.ddl != state.ddl:
+                    parts = list(_TABLE_PARTS)
+                    if (
+                        probe.program_ddl is None
+                        or probe.program_ddl != state.program_ddl
+                    ):
+                        parts += _PROGRAM_PARTS
+                    signature = self._signature(cur, name, parts)
+                    if any(signature.get(p) != state.signature[p] for p in parts):
+                        return False
             except DatabaseError as exc:
                 if _errno(exc) in (_ER_BAD_DB, _ER_NO_SUCH_TABLE):
                     return False
                 raise EngineError(
                     f"Cannot read the change log of {name!r}: {exc}"
                 ) from exc
-            plan = self._plan_reset(state, logged)
+            plan = self._plan_reset(state, probe.logged)
             if plan is None:
                 return False
             whole, rows = plan
             stale = {
-                t: v for t, v in state.auto_increment.items() if counters.get(t) != v
+                t: v
+                for t, v in state.auto_increment.items()
+                if v is not None and probe.counters.get(t) != v
             }
-            if not logged and not whole and not stale:
-                return True
+            altered = 0
             try:
-                self._restore_rows(
-                    cur, name, template, state, whole, rows, bool(logged)
-                )
+                if probe.logged or whole:
+                    self._restore_rows(
+                        cur, name, template, state, whole, rows, bool(probe.logged)
+                    )
                 for table, counter in sorted(stale.items()):
-                    if counter is not None:
-                        cur.execute(
-                            f"ALTER TABLE {quote(name)}.{quote(table)} AUTO_INCREMENT = {int(counter)}"
-                        )
+                    cur.execute(
+                        f"ALTER TABLE {quote(name)}.{quote(table)} AUTO_INCREMENT = {int(counter)}"
+                    )
+                    altered += 1
             except DatabaseError as exc:
                 raise EngineError(
                     f"Cannot restore {name!r} from template {template!r}: {exc}"
                 ) from exc
+            finally:
+                # Only the engine's own ALTERs moved the counters since the
+                # probe, unless the next probe finds otherwise.
+                state.ddl = None if probe.ddl is None else probe.ddl + altered
+                state.program_ddl = probe.program_ddl
         return True
 
     @staticmethod

@@ -10,6 +10,7 @@ a fresh clone.
 from __future__ import annotations
 
 import atexit
+import os
 import secrets
 import sys
 import threading
@@ -29,9 +30,11 @@ from testbed._loaders import resolve
 from testbed._safety import CLONE, TEMPLATE, Mark, TestbedError
 from testbed._stats import stats, timed
 
-# Distinguishes this process's clones from those of concurrent test runs.
+# Distinguishes this process's clones from those of concurrent test runs
+# and of its own forked workers.
 TOKEN = secrets.token_hex(3)
 _lock = threading.RLock()
+_finalizer_registered = False
 
 
 class BuildError(TestbedError):
@@ -259,6 +262,7 @@ def working_clone(spec: TemplateSpec) -> WorkingClone:
             _safety.clone_suffix(spec.name, TOKEN), persistent=False
         )
         clone = WorkingClone(built, name, settings=engine.settings_for(name))
+        _at_exit_of_this_process()
         _clone_into(clone)
         _clones[spec.name] = clone
         return clone
@@ -329,4 +333,26 @@ def ensure_templates(names: list[str]) -> None:
         template(get_spec(name))
 
 
+def _forget_parent() -> None:
+    """In a forked child: the parent's clones and connections are not ours."""
+    global TOKEN, _lock, _finalizer_registered
+    TOKEN = secrets.token_hex(3)
+    _lock = threading.RLock()
+    _finalizer_registered = False
+    _clones.clear()
+    _templates.clear()
+
+
+def _at_exit_of_this_process() -> None:
+    # multiprocessing workers (Django's --parallel) leave through os._exit,
+    # which skips atexit; their finalizers still run.
+    global _finalizer_registered
+    if not _finalizer_registered:
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(None, drop_working_clones, exitpriority=100)
+        _finalizer_registered = True
+
+
 atexit.register(drop_working_clones)
+os.register_at_fork(after_in_child=_forget_parent)

@@ -75,7 +75,7 @@ class ClassDecoratedTests(TestCase):
         self.assertEqual(Author.objects.get(pk=self.author.pk).name, "setUpTestData")
 
     def test_writes_roll_back_1(self) -> None:
-        Book.objects.filter(pk__in=Book.objects.values("pk")[:10]).delete()
+        Book.objects.filter(pk__in=list(Book.objects.values_list("pk", flat=True)[:10])).delete()
         self.assertEqual(Book.objects.count(), BOOKS - 10)
 
     def test_writes_roll_back_2(self) -> None:

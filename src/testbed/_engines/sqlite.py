@@ -240,10 +240,12 @@ class SQLiteEngine(Engine):
     def lock(self, key: str, timeout: float) -> Iterator[None]:
         import filelock
 
-        directory, _, _ = self._split_base()
-        directory.mkdir(parents=True, exist_ok=True)
+        from testbed._config import cache_dir
+
+        # In testbed's cache directory, not beside the project's databases:
+        # lock files are left in place (removing one races with its users).
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        lock = filelock.FileLock(str(directory / f".testbed-{digest}.lock"))
+        lock = filelock.FileLock(str(cache_dir() / f"{digest}.lock"))
         try:
             lock.acquire(timeout=timeout)
         except filelock.Timeout:

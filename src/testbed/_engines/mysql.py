@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import queue
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -48,6 +50,8 @@ _ER_NO_SUCH_TABLE = 1146
 # Denied: database, table, or needs SUPER (for triggers with binary logging on).
 _ER_ACCESS_DENIED = frozenset({1044, 1142, 1227, 1419})
 _ER_VIEW_DEPENDENCY = frozenset({1146, 1356})
+# Server gone away, connection lost, connection killed.
+_ER_CONNECTION_LOST = frozenset({2006, 2013, 1927, 4031})
 
 # Primary key types whose values survive a round trip through the log's
 # VARCHAR(255) column and back as an ``IN (...)`` parameter that still uses
@@ -114,7 +118,6 @@ class _Table:
     name: str
     engine: str | None
     size: int
-    auto_increment: int | None
     # Columns an INSERT may set, in order: generated ones are computed, and
     # invisible ones are left out of SELECT * but still hold data.
     columns: list[str]
@@ -144,6 +147,8 @@ class _TrackedTable:
     # The single-column primary key rows are logged by; None logs the table.
     pk: str | None
     pk_is_int: bool
+    # The template's row count, as InnoDB estimates it.
+    rows: int
 
 
 @dataclass
@@ -302,11 +307,14 @@ class MySQLEngine(Engine):
     vendor = "mysql"
     max_name_length = 64
 
-    # Connections copying tables at once. The measured gain levels off at
-    # about the number of cores of a small CI machine.
+    # Connections copying tables at once (benchmarks/mysql_clone.py). Small
+    # clones are bound by CREATE TABLE, which waits on the disk: three
+    # overlap those waits; more did not help on two cores.
     copy_workers = 3
-    # Below this much data, opening worker connections costs more than it saves.
-    parallel_min_bytes = 4 * 1024 * 1024
+    # Tables at least this big are filled with unique_checks=0, which lets
+    # MariaDB bulk-load an empty table and sort its indexes once: a third
+    # faster at 1 MB a table, slower for small ones.
+    bulk_min_bytes = 512 * 1024
     # Seconds the engine's statements wait for a lock held by another session
     # (a test that left a transaction open) before failing.
     lock_wait_timeout = 30
@@ -372,6 +380,11 @@ class MySQLEngine(Engine):
             try:
                 with conn.cursor() as cur:
                     yield cur
+            except DatabaseError as exc:
+                if _errno(exc) in _ER_CONNECTION_LOST:
+                    # Reconnect next time, with the session set up afresh.
+                    self.close()
+                raise
             finally:
                 self._admin_used = time.monotonic()
 
@@ -552,12 +565,12 @@ class MySQLEngine(Engine):
         mark: str,
         *,
         workers: int | None = None,
-        unique_checks: bool = True,
+        unique_checks: bool | None = None,
     ) -> None:
         """Copy ``source`` into a new database ``target`` with SQL on one server.
 
-        ``workers`` and ``unique_checks`` exist for the benchmark; the
-        defaults are its winner.
+        ``workers`` and ``unique_checks`` (None: off for big tables) exist
+        for the benchmark; the defaults are its winner.
         """
         ddl = self._open()
         created = False
@@ -577,9 +590,8 @@ class MySQLEngine(Engine):
                 created = True
                 # Marked first, so a copy cut short is still known as testbed's.
                 self._write_mark(cur, target, mark, create=True)
-            total = sum(t.size for t in schema.tables)
             if workers is None:
-                workers = self.copy_workers if total >= self.parallel_min_bytes else 1
+                workers = self.copy_workers
             self._copy_tables(
                 ddl, source, target, schema.tables, workers, unique_checks
             )
@@ -650,19 +662,19 @@ class MySQLEngine(Engine):
     def _tables(cur: CursorWrapper, db: str) -> tuple[list[_Table], list[str]]:
         """The user's base tables (largest first) and views in ``db``."""
         cur.execute(
-            "SELECT TABLE_NAME, TABLE_TYPE, ENGINE, COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0), "
-            "AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            "SELECT TABLE_NAME, TABLE_TYPE, ENGINE, COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) "
+            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
             [db],
         )
         tables: dict[str, _Table] = {}
         views: list[str] = []
-        for name, kind, engine, size, auto_increment in cur.fetchall():
+        for name, kind, engine, size in cur.fetchall():
             if name.startswith(OWN_PREFIX):
                 continue
             if kind == "VIEW":
                 views.append(name)
-            elif kind in ("BASE TABLE", "SYSTEM VERSIONED"):
-                tables[name] = _Table(name, engine, int(size or 0), auto_increment, [])
+            elif kind == "BASE TABLE":
+                tables[name] = _Table(name, engine, int(size or 0), [])
             else:
                 raise EngineError(
                     f"{db}.{name} is a {kind}, which testbed cannot copy."
@@ -690,7 +702,7 @@ class MySQLEngine(Engine):
         target: str,
         tables: Sequence[_Table],
         workers: int,
-        unique_checks: bool,
+        unique_checks: bool | None,
     ) -> None:
         """Create and fill every table, ``workers`` connections at a time."""
         todo: queue.SimpleQueue[_Table] = queue.SimpleQueue()
@@ -703,19 +715,26 @@ class MySQLEngine(Engine):
                 # CREATE TABLE text names the table and its references
                 # without a database: they resolve against the current one.
                 cur.execute(f"USE {quote(target)}")
-                if not unique_checks:
-                    cur.execute("SET SESSION unique_checks = 0")
+                checking = True
                 while not errors:
                     try:
                         table = todo.get_nowait()
                     except queue.Empty:
                         break
+                    check = unique_checks
+                    if check is None:
+                        check = table.size < self.bulk_min_bytes
+                    if check != checking:
+                        # The rows come from a database that satisfies its
+                        # own unique keys.
+                        cur.execute(f"SET SESSION unique_checks = {int(check)}")
+                        checking = check
                     cur.execute(table.create)
                     cur.execute(
                         f"INSERT INTO {quote(target)}.{quote(table.name)} ({table.column_list}) "
                         f"SELECT {table.column_list} FROM {quote(source)}.{quote(table.name)}"
                     )
-                if not unique_checks:
+                if not checking:
                     cur.execute("SET SESSION unique_checks = 1")
 
         def run(conn: BaseDatabaseWrapper | None) -> None:
@@ -818,8 +837,6 @@ class MySQLEngine(Engine):
 
     def _dump_and_load(self, source: dict[str, Any], target: str, mark: str) -> None:
         """Copy a database on another server through ``mysqldump | mysql``."""
-        import os
-
         from django.db.backends.mysql.client import DatabaseClient
 
         source_name = str(source["NAME"])
@@ -827,6 +844,8 @@ class MySQLEngine(Engine):
         load_args, load_env = DatabaseClient.settings_to_cmd_args_env(
             self.settings_for(target), []
         )
+        # The last argument is the database, which OPTIONS may override.
+        load_args[-1] = target
         dump_cmd = [
             "mysqldump",
             *dump_args[1:-1],
@@ -853,34 +872,40 @@ class MySQLEngine(Engine):
             )
             self._write_mark(cur, target, mark, create=True)
         try:
+            # Errors go to files: draining two pipes one after the other could
+            # block a process on a full one.
             with (
-                subprocess.Popen(
-                    dump_cmd,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    env={**os.environ, **dump_env} if dump_env else None,
-                ) as dump,
-                subprocess.Popen(
-                    load_args,
-                    stdin=dump.stdout,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    env={**os.environ, **load_env} if load_env else None,
-                ) as load,
+                tempfile.TemporaryFile() as dump_err,
+                tempfile.TemporaryFile() as load_err,
             ):
-                assert dump.stdout is not None
-                assert dump.stderr is not None
-                assert load.stderr is not None
-                # The loader must be the pipe's only reader, so the dumper gets
-                # SIGPIPE if the loader stops.
-                dump.stdout.close()
-                dump_err = dump.stderr.read()
-                load_err = load.stderr.read()
+                with (
+                    subprocess.Popen(
+                        dump_cmd,
+                        stdout=subprocess.PIPE,
+                        stderr=dump_err,
+                        env={**os.environ, **dump_env} if dump_env else None,
+                    ) as dump,
+                    subprocess.Popen(
+                        load_args,
+                        stdin=dump.stdout,
+                        stdout=subprocess.DEVNULL,
+                        stderr=load_err,
+                        env={**os.environ, **load_env} if load_env else None,
+                    ) as load,
+                ):
+                    assert dump.stdout is not None
+                    # The loader must be the pipe's only reader, so the dumper
+                    # gets SIGPIPE if the loader stops.
+                    dump.stdout.close()
+                dump_err.seek(0)
+                load_err.seek(0)
+                dump_message = dump_err.read().decode(errors="replace").strip()
+                load_message = load_err.read().decode(errors="replace").strip()
             if dump.returncode or load.returncode:
                 raise EngineError(
                     f"Cannot copy database {source_name!r} into {target!r}: "
-                    f"mysqldump exited {dump.returncode} ({dump_err.decode(errors='replace').strip()}), "
-                    f"mysql exited {load.returncode} ({load_err.decode(errors='replace').strip()})."
+                    f"mysqldump exited {dump.returncode} ({dump_message}), "
+                    f"mysql exited {load.returncode} ({load_message})."
                 )
             with self._admin() as cur:
                 # A source that is itself a tracked testbed database brings
@@ -955,14 +980,23 @@ class MySQLEngine(Engine):
             if self._mariadb
             else "performance_schema.global_status"
         )
+
+        # One collation for every branch: MySQL refuses a UNION of columns
+        # whose collations differ.
+        def text(expression: str) -> str:
+            return (
+                f"CONVERT(CAST({expression} AS CHAR) USING utf8mb4) COLLATE utf8mb4_bin"
+            )
+
+        program = f"SUM(CASE WHEN {_PROGRAM_DDL} THEN VARIABLE_VALUE ELSE 0 END)"
         cur.execute(
             # The counters count statements of every session on the server, in
             # stored programs and prepared statements too; when they have not
             # moved, no DDL ran anywhere and the schema needs no reading.
-            f"(SELECT 'c', CAST(SUM(CASE WHEN {_PROGRAM_DDL} THEN VARIABLE_VALUE ELSE 0 END) "
-            f"AS CHAR), CAST(SUM(VARIABLE_VALUE) AS CHAR) FROM {status} WHERE {_ANY_DDL}) "
-            "UNION ALL (SELECT 'a', TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE <> 'VIEW') "
+            f"(SELECT 'c', {text(program)}, {text('SUM(VARIABLE_VALUE)')} "
+            f"FROM {status} WHERE {_ANY_DDL}) "
+            f"UNION ALL (SELECT 'a', {text('TABLE_NAME')}, {text('AUTO_INCREMENT')} "
+            "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE <> 'VIEW') "
             f"UNION ALL (SELECT 'd', tbl, pk FROM {quote(db)}.{quote(DIRTY_TABLE)})",
             [db],
         )
@@ -991,27 +1025,35 @@ class MySQLEngine(Engine):
     def _prepare_tracking(self, cur: CursorWrapper, name: str, template: str) -> bool:
         tables, _ = self._tables(cur, name)
         cur.execute(
-            "SELECT TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES "
+            "SELECT TABLE_NAME, AUTO_INCREMENT, TABLE_ROWS FROM information_schema.TABLES "
             "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE <> 'VIEW'",
             [template],
         )
-        template_counters = {
-            t: (None if ai is None else int(ai)) for t, ai in cur.fetchall()
-        }
-        # Single-column primary keys, the only keys rows are logged by.
+        template_counters: dict[str, int | None] = {}
+        template_rows: dict[str, int] = {}
+        for table, counter, rows in cur.fetchall():
+            template_counters[table] = None if counter is None else int(counter)
+            template_rows[table] = int(rows or 0)
+        # Single-column primary keys, the only keys rows are logged by. Two
+        # queries: information_schema joins are slow (tens of ms).
         cur.execute(
-            "SELECT k.TABLE_NAME, MIN(k.COLUMN_NAME), COUNT(*), MIN(c.DATA_TYPE), "
-            "MIN(c.CHARACTER_MAXIMUM_LENGTH), MIN(c.CHARACTER_SET_NAME) "
-            "FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.COLUMNS c "
-            "ON c.TABLE_SCHEMA = k.TABLE_SCHEMA AND c.TABLE_NAME = k.TABLE_NAME AND c.COLUMN_NAME = k.COLUMN_NAME "
-            "WHERE k.TABLE_SCHEMA = %s AND k.CONSTRAINT_NAME = 'PRIMARY' GROUP BY k.TABLE_NAME",
+            "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = %s AND INDEX_NAME = 'PRIMARY'",
+            [name],
+        )
+        key_columns: dict[str, list[str]] = {}
+        for table, column in cur.fetchall():
+            key_columns.setdefault(table, []).append(column)
+        cur.execute(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, CHARACTER_SET_NAME "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s",
             [name],
         )
         keys: dict[str, tuple[str, bool]] = {}
-        for table, column, count, data_type, length, charset in cur.fetchall():
-            data_type = str(data_type).lower()
-            if count != 1:
+        for table, column, data_type, length, charset in cur.fetchall():
+            if key_columns.get(table) != [column]:
                 continue
+            data_type = str(data_type).lower()
             if data_type in _INT_TYPES:
                 keys[table] = (column, True)
             elif (
@@ -1057,7 +1099,11 @@ class MySQLEngine(Engine):
         for table in tables:
             pk, pk_is_int = keys.get(table.name, (None, False))
             tracked[table.name] = _TrackedTable(
-                table.name, table.column_list, pk, pk_is_int
+                table.name,
+                table.column_list,
+                pk,
+                pk_is_int,
+                template_rows.get(table.name, 0),
             )
             self._create_triggers(cur, name, table.name, pk)
         signature = self._signature(cur, name)
@@ -1173,6 +1219,11 @@ class MySQLEngine(Engine):
                 whole.add(table)
             else:
                 rows.setdefault(table, set()).add(pk)
+        for table, keys in rows.items():
+            # Measured: by key costs about twice as much per row as copying
+            # the whole table.
+            if len(keys) > _ROW_BATCH and len(keys) * 2 > state.tables[table].rows:
+                whole.add(table)
         todo = list(whole | rows.keys())
         while todo:
             for child in state.cascades.get(todo.pop(), ()):

@@ -75,7 +75,9 @@ class ClassDecoratedTests(TestCase):
         self.assertEqual(Author.objects.get(pk=self.author.pk).name, "setUpTestData")
 
     def test_writes_roll_back_1(self) -> None:
-        Book.objects.filter(pk__in=list(Book.objects.values_list("pk", flat=True)[:10])).delete()
+        Book.objects.filter(
+            pk__in=list(Book.objects.values_list("pk", flat=True)[:10])
+        ).delete()
         self.assertEqual(Book.objects.count(), BOOKS - 10)
 
     def test_writes_roll_back_2(self) -> None:
@@ -114,7 +116,9 @@ class TransactionTests(TemplateDBTransactionTestCase):
         self.assertTrue(Tag.objects.filter(name="poetry").exists())
         # Sequences were restored too: new rows never collide with old ids.
         new = Author.objects.create(name="after restore")
-        self.assertGreater(new.pk, Author.objects.exclude(pk=new.pk).order_by("-pk")[0].pk)
+        self.assertGreater(
+            new.pk, Author.objects.exclude(pk=new.pk).order_by("-pk")[0].pk
+        )
 
     def test_3_commits_are_visible_to_other_connections(self) -> None:
         Author.objects.create(name="committed")

@@ -190,5 +190,5 @@ def test_alias_with_an_empty_name_is_refused() -> None:
             del connections["hostile"]
     assert excinfo.value.args == (
         "DATABASES['hostile'] has an empty NAME, so testbed cannot derive "
-        "template names from its test database name. Set NAME (or TEST['NAME']).",
+        "its test database name. Set NAME (or TEST['NAME']).",
     )

@@ -1,16 +1,25 @@
-"""django-testbed: every Django test gets the database state it needs."""
+"""django-testbed: every Django test gets the database state it needs.
+
+The public names load on first use, so importing ``testbed`` (as the
+pytest plugin and the CLI do) never imports Django before its settings
+are configured.
+"""
 
 from __future__ import annotations
 
-from testbed._config import ConfigurationError, snapshot_databases
-from testbed._safety import TestbedError, UnsafeOperation
-from testbed._templates import BuildError
-from testbed.testcases import (
-    TemplateDBLiveServerTestCase,
-    TemplateDBTestCase,
-    TemplateDBTransactionTestCase,
-    use_template_database,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from testbed._config import ConfigurationError
+    from testbed._safety import TestbedError, UnsafeOperation
+    from testbed._templates import BuildError
+    from testbed.testcases import (
+        TemplateDBLiveServerTestCase,
+        TemplateDBTestCase,
+        TemplateDBTransactionTestCase,
+        use_template_database,
+    )
 
 __version__ = "0.1.0"
 
@@ -25,9 +34,28 @@ __all__ = [
     "use_template_database",
 ]
 
-# Record DATABASES as configured, before test set-up renames anything. Test
-# modules import testbed before the runner creates test databases.
-try:
-    snapshot_databases()
-except Exception:  # settings not importable yet; snapshotted on first use
-    pass
+# Where each public name lives.
+_LOCATIONS = {
+    "BuildError": "testbed._templates",
+    "ConfigurationError": "testbed._config",
+    "TemplateDBLiveServerTestCase": "testbed.testcases",
+    "TemplateDBTestCase": "testbed.testcases",
+    "TemplateDBTransactionTestCase": "testbed.testcases",
+    "TestbedError": "testbed._safety",
+    "UnsafeOperation": "testbed._safety",
+    "use_template_database": "testbed.testcases",
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LOCATIONS[name]
+    except KeyError:
+        raise AttributeError(f"module 'testbed' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

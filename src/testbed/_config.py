@@ -36,6 +36,16 @@ class TemplateSpec:
     # Every alias a test using this template sees the clone under.
     aliases: tuple[str, ...] = ()
     setting: str = "TESTBED['TEMPLATES']"
+    # The alias's migrated schema alone: the template test databases and
+    # the other templates of the alias are cloned from.
+    schema: bool = False
+
+    @property
+    def label(self) -> str:
+        """How messages name it."""
+        if self.schema:
+            return f"schema of {self.alias!r}"
+        return f"template {self.name!r}"
 
 
 _original: dict[str, dict[str, Any]] | None = None
@@ -59,6 +69,35 @@ def snapshot_databases() -> None:
 
     if settings.configured:
         original_databases()
+
+
+def canonical_test_name(alias: str) -> str:
+    """The test database name of ``alias`` as Django derives it from the
+    project's settings, before xdist, tox or ``--parallel`` suffixes.
+
+    Templates are named from it, so every worker of a run, and every run,
+    finds the same ones.
+    """
+    from django.db import connections
+
+    entry = original_databases().get(alias) or connections.settings[alias]
+    test_name = (entry.get("TEST") or {}).get("NAME")
+    vendor = connections[alias].vendor
+    if vendor == "sqlite":
+        name = str(test_name or ":memory:")
+        if name == ":memory:" or "mode=memory" in name:
+            return f"file:memorydb_{alias}?mode=memory&cache=shared"
+        return name
+    if test_name:
+        return str(test_name)
+    if not entry.get("NAME"):
+        raise ConfigurationError(
+            f"DATABASES[{alias!r}] has an empty NAME, so testbed cannot derive "
+            "its test database name. Set NAME (or TEST['NAME'])."
+        )
+    from django.db.backends.base.creation import TEST_DATABASE_PREFIX
+
+    return f"{TEST_DATABASE_PREFIX}{entry['NAME']}"
 
 
 def _testbed_settings() -> dict[str, Any]:

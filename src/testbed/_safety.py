@@ -22,9 +22,12 @@ from typing import Any, Literal
 from testbed._engines import Engine
 
 MARK_VERSION = 1
-Kind = Literal["template", "clone"]
+Kind = Literal["template", "clone", "test"]
 TEMPLATE: Kind = "template"
 CLONE: Kind = "clone"
+# A test database (Django's ``test_<NAME>``, its xdist or --parallel
+# variants) that testbed made as a clone of a schema template.
+TEST: Kind = "test"
 
 
 class TestbedError(Exception):
@@ -49,6 +52,9 @@ class Mark:
     complete: bool = False
     # The fingerprint's parts, so a rebuild can say what changed.
     parts: dict[str, str] = field(default_factory=dict)
+    # The test session that built it: --create-db rebuilds what an earlier
+    # session built, once, however many workers ask.
+    session: str = ""
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
     created: float = field(default_factory=time.time)
@@ -94,18 +100,53 @@ def clone_suffix(template: str, token: str) -> str:
     return f"tbc_{slug(template)}_{token}"
 
 
-def protected_names() -> set[str]:
-    """Names of databases the project itself configures, real or test."""
+def real_names() -> dict[str, str]:
+    """The project's own databases: each alias's ``NAME`` as configured,
+    before test set-up renamed anything; name to alias."""
     from testbed._config import original_databases
-    from testbed._switch import unpointed_settings
 
-    names: set[str] = set()
-    for databases in (unpointed_settings(), original_databases()):
-        for entry in databases.values():
-            for value in (entry.get("NAME"), (entry.get("TEST") or {}).get("NAME")):
-                if value:
-                    names.add(str(value))
-    return names
+    return {
+        str(entry["NAME"]): alias
+        for alias, entry in original_databases().items()
+        if entry.get("NAME")
+    }
+
+
+def configured_test_names() -> set[str]:
+    """``TEST['NAME']`` values the project configures."""
+    from testbed._config import original_databases
+
+    return {
+        str(name)
+        for entry in original_databases().values()
+        if (name := (entry.get("TEST") or {}).get("NAME"))
+    }
+
+
+def check_test_name(alias: str, name: str) -> None:
+    """Refuse a test database name that is one of the project's real databases.
+
+    Django would replace such a database with an empty test database;
+    testbed stops before anything is touched.
+    """
+    __tracebackhide__ = True
+    if not name or not name.strip():
+        raise UnsafeOperation(
+            f"DATABASES[{alias!r}] gives an empty test database name. Set NAME "
+            "(or TEST['NAME'])."
+        )
+    owner = real_names().get(name)
+    if owner is not None:
+        where = (
+            f"DATABASES[{alias!r}]['TEST']['NAME'] equals its NAME"
+            if owner == alias
+            else f"The test database of DATABASES[{alias!r}] is named like the "
+            f"NAME of DATABASES[{owner!r}]"
+        )
+        raise UnsafeOperation(
+            f"{where} {name!r}: a test run would replace that database. Give "
+            f"DATABASES[{alias!r}]['TEST']['NAME'] a name of its own."
+        )
 
 
 def check_owned(engine: Engine, name: str, *, action: str) -> Mark:
@@ -119,13 +160,18 @@ def check_owned(engine: Engine, name: str, *, action: str) -> Mark:
             f"testbed refuses to {action} a database with an empty name. "
             "Check NAME and TEST['NAME'] in DATABASES."
         )
-    if name in protected_names():
+    configured = name in real_names()
+    mark = Mark.loads(engine.read_mark(name))
+    # A configured TEST['NAME'] is testbed's only if testbed made it as a
+    # test database; a real NAME never is.
+    if configured or (
+        name in configured_test_names() and (mark is None or mark.kind != TEST)
+    ):
         raise UnsafeOperation(
             f"testbed refuses to {action} database {name!r}: it is configured "
             "in DATABASES (as NAME or TEST['NAME']), and testbed only touches "
             "databases it created itself."
         )
-    mark = Mark.loads(engine.read_mark(name))
     if mark is None:
         raise UnsafeOperation(
             f"testbed refuses to {action} database {name!r}: it carries no "

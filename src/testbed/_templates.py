@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
-import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from testbed import _safety, _switch
 from testbed._config import (
     ConfigurationError,
     TemplateSpec,
+    canonical_test_name,
     lock_timeout,
     original_databases,
 )
@@ -28,13 +28,29 @@ from testbed._engines import Engine, engine_for
 from testbed._fingerprint import Fingerprint, compute
 from testbed._loaders import resolve
 from testbed._safety import CLONE, TEMPLATE, Mark, TestbedError
-from testbed._stats import stats, timed
+from testbed._stats import note, stats, timed
 
 # Distinguishes this process's clones from those of concurrent test runs
 # and of its own forked workers.
 TOKEN = secrets.token_hex(3)
 _lock = threading.RLock()
 _finalizer_registered = False
+# The test session (shared by its xdist workers) and whether it rebuilds
+# what earlier sessions built (pytest's --create-db).
+SESSION = secrets.token_hex(8)
+_force = False
+# What forked children inherited: kept referenced, never closed, since
+# closing a connection in a child would end the parent's session.
+_inherited: list[Any] = []
+
+
+def start_session(*, session: str | None = None, force: bool = False) -> None:
+    """Begin a test session: ``force`` rebuilds every template (once per
+    ``session``, however many processes share it)."""
+    global SESSION, _force
+    if session:
+        SESSION = session
+    _force = force
 
 
 class BuildError(TestbedError):
@@ -63,30 +79,12 @@ _templates: dict[str, Template] = {}
 _clones: dict[str, WorkingClone] = {}
 
 
-def _is_test_name(alias: str, name: str) -> bool:
-    original = original_databases().get(alias, {})
-    if name != original.get("NAME"):
-        return True  # test set-up already renamed it
-    return name.startswith("test_") or "mode=memory" in name or name == ":memory:"
-
-
 def base_settings(alias: str) -> dict[str, Any]:
-    """The alias's settings, with NAME its test database name."""
+    """The alias's settings, with NAME its canonical test database name."""
     from django.db import connections
 
     settings = dict(connections.settings[alias])
-    name = str(settings.get("NAME") or "")
-    if not _is_test_name(alias, name):
-        name = connections[alias].creation._get_test_db_name()  # type: ignore[attr-defined]
-        if name == ":memory:":
-            name = f"file:memorydb_{alias}?mode=memory&cache=shared"
-    if not name:
-        raise ConfigurationError(
-            f"DATABASES[{alias!r}] has an empty NAME, so testbed cannot derive "
-            "template names from its test database name. Set NAME (or "
-            "TEST['NAME'])."
-        )
-    settings["NAME"] = name
+    settings["NAME"] = canonical_test_name(alias)
     return settings
 
 
@@ -108,11 +106,6 @@ def _source_settings(spec: TemplateSpec) -> dict[str, Any]:
             f"from ({spec.setting}). Give TEST['NAME'] a different name."
         )
     return source
-
-
-def _announce(message: str) -> None:
-    sys.stderr.write(f"testbed: {message}\n")
-    sys.stderr.flush()
 
 
 def template(spec: TemplateSpec) -> Template:
@@ -138,13 +131,13 @@ def template(spec: TemplateSpec) -> Template:
         )
         built = Template(spec, engine, name, fingerprint)
         if _is_complete(built):
-            stats.reused.append(spec.name)
+            _count(spec, built=False)
         else:
             try:
                 with engine.lock(f"testbed-build:{name}", lock_timeout()):
                     # Another process may have finished while we waited.
                     if _is_complete(built):
-                        stats.reused.append(spec.name)
+                        _count(spec, built=False)
                     else:
                         _build(built)
             except TimeoutError:
@@ -158,6 +151,13 @@ def template(spec: TemplateSpec) -> Template:
         return built
 
 
+def _count(spec: TemplateSpec, *, built: bool) -> None:
+    if spec.schema:
+        (stats.schemas_built if built else stats.schemas_reused).append(spec.alias)
+    else:
+        (stats.built if built else stats.reused).append(spec.name)
+
+
 def _is_complete(built: Template) -> bool:
     mark = Mark.loads(built.engine.read_mark(built.name))
     return bool(
@@ -165,6 +165,7 @@ def _is_complete(built: Template) -> bool:
         and mark.complete
         and mark.kind == TEMPLATE
         and mark.fingerprint == built.fingerprint.digest
+        and (not _force or mark.session == SESSION)
     )
 
 
@@ -185,15 +186,26 @@ def _why(built: Template) -> str:
         return "no earlier build"
     newest = max(earlier, key=lambda m: m.created)
     changed = built.fingerprint.changes_since(newest.parts)
-    return f"changed: {', '.join(changed)}" if changed else "earlier build incomplete"
+    if changed:
+        return f"changed: {', '.join(changed)}"
+    if _force and newest.session != SESSION:
+        return "--create-db"
+    return "earlier build incomplete"
 
 
 def _build(built: Template) -> None:
     spec, engine, name = built.spec, built.engine, built.name
+    # Other templates of the alias start from its schema: one migrate per
+    # fingerprint, however many templates there are.
+    schema = None
+    if spec.source is None and not spec.schema:
+        schema = template(schema_spec(spec.alias))
+    why = _why(built)
     if engine.exists(name):
-        # A build that died before completing: its mark says incomplete.
+        # A build that died before completing (its mark says incomplete), or
+        # a complete one that --create-db replaces.
         _safety.drop(engine, name)
-    _announce(f"building template {spec.name!r} into {name} ({_why(built)})")
+    note(f"building {spec.label} into {name} ({why})")
     mark = Mark(
         name=name,
         kind=TEMPLATE,
@@ -201,14 +213,19 @@ def _build(built: Template) -> None:
         fingerprint=built.fingerprint.digest,
         base=engine.base_name,
         parts=built.fingerprint.parts,
+        session=SESSION,
     )
     try:
         if spec.source is not None:
             engine.copy_from(_source_settings(spec), name, mark.dumps())
+        elif schema is not None:
+            engine.clone(schema.name, name, mark.dumps())
+            with _switch.pointing(spec.alias, engine.settings_for(name)):
+                _load(spec)
         else:
             engine.create_empty(name, mark.dumps())
             with _switch.pointing(spec.alias, engine.settings_for(name)):
-                _populate(spec)
+                _migrate(spec)
         engine.seal(name, mark.completed().dumps())
     except Exception as exc:
         try:
@@ -219,22 +236,48 @@ def _build(built: Template) -> None:
         if isinstance(exc, TestbedError):
             raise
         raise BuildError(
-            f"Building template {spec.name!r} ({spec.setting}) failed: "
+            f"Building {spec.label} ({spec.setting}) failed: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    stats.built.append(spec.name)
+    _count(spec, built=True)
 
 
-def _populate(spec: TemplateSpec) -> None:
-    """Migrate the alias's (re-pointed) database and run the loaders."""
+def migrations_disabled(alias: str) -> bool:
+    """Whether the alias's schema comes from models rather than migrations:
+    ``TEST['MIGRATE'] = False``, or pytest-django's ``--nomigrations``."""
+    from django.apps import apps
+    from django.db import connections
+    from django.db.migrations.loader import MigrationLoader
+
+    if connections[alias].settings_dict["TEST"].get("MIGRATE") is False:
+        return True
+    labels = [config.label for config in apps.get_app_configs()]
+    return bool(labels) and all(
+        MigrationLoader.migrations_module(label)[0] is None for label in labels
+    )
+
+
+def schema_spec(alias: str) -> TemplateSpec:
+    """The template of ``alias``'s schema: migrated, or synced from models."""
+    variant = "synced" if migrations_disabled(alias) else "migrated"
+    return TemplateSpec(
+        name=f"{variant}:{alias}",
+        alias=alias,
+        aliases=(alias,),
+        setting=f"DATABASES[{alias!r}]",
+        schema=True,
+    )
+
+
+def _migrate(spec: TemplateSpec) -> None:
+    """Migrate the alias's (re-pointed) database, as Django's create_test_db does."""
     from django.apps import apps
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connections
 
     alias = spec.alias
-    loaders = [resolve(loader, setting=spec.setting) for loader in spec.loaders]
-    # As Django's create_test_db does: TEST MIGRATE False syncs from models.
+    # TEST MIGRATE False syncs from models.
     old_modules = settings.MIGRATION_MODULES
     if connections[alias].settings_dict["TEST"].get("MIGRATE") is False:
         settings.MIGRATION_MODULES = {app.label: None for app in apps.get_app_configs()}
@@ -245,9 +288,17 @@ def _populate(spec: TemplateSpec) -> None:
     finally:
         settings.MIGRATION_MODULES = old_modules
     call_command("createcachetable", database=alias, verbosity=0)
-    for loader in loaders:
-        loader.run(using=alias)
     connections[alias].close()
+
+
+def _load(spec: TemplateSpec) -> None:
+    """Run the loaders into the alias's (re-pointed) clone of its schema."""
+    from django.db import connections
+
+    loaders = [resolve(loader, setting=spec.setting) for loader in spec.loaders]
+    for loader in loaders:
+        loader.run(using=spec.alias)
+    connections[spec.alias].close()
 
 
 def working_clone(spec: TemplateSpec) -> WorkingClone:
@@ -316,7 +367,7 @@ def drop_working_clones() -> None:
             try:
                 _safety.drop(clone.template.engine, clone.name)
             except Exception as exc:  # at exit, report and go on
-                _announce(f"could not drop {clone.name}: {exc}")
+                note(f"could not drop {clone.name}: {exc}")
             finally:
                 clone.template.engine.close()
         _clones.clear()
@@ -339,6 +390,7 @@ def _forget_parent() -> None:
     TOKEN = secrets.token_hex(3)
     _lock = threading.RLock()
     _finalizer_registered = False
+    _inherited.extend([*_clones.values(), *_templates.values()])
     _clones.clear()
     _templates.clear()
 

@@ -1,9 +1,13 @@
-"""A Django test runner that builds the suite's templates up front.
+"""A Django test runner: schema-safe test databases and templates up front.
 
 ``TEST_RUNNER = "testbed.runner.TestbedRunner"`` (or django-ttdb's name,
-``testbed.runner.TemplateDatabaseRunner``). Templates also work without it,
-built on first use; the runner adds the up-front build, the clean-up of
-this run's clones, and a one-line summary at the end.
+``testbed.runner.TemplateDatabaseRunner``). With it, each test database is
+a clone of its alias's schema template, so ``--keepdb`` reuses a database
+only while its migrations, models and settings are unchanged, and
+``--parallel`` clones come from the current build. It also builds the
+suite's templates before the tests run, drops this run's working clones,
+and prints a one-line summary. Templates work without it, built on first
+use.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 from django.test.runner import DiscoverRunner
 
-from testbed import _config, _stats, _templates
+from testbed import _config, _stats, _templates, _testdb
 from testbed._activation import template_names
 
 
@@ -46,7 +50,12 @@ def templates_used(suite: unittest.TestSuite) -> list[str]:
 
 
 class TestbedRunner(DiscoverRunner):
-    """``DiscoverRunner`` plus template databases built before the tests run."""
+    """``DiscoverRunner`` with schema-safe test databases and templates."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Before any test database renames DATABASES entries.
+        _config.snapshot_databases()
 
     def build_suite(self, *args: Any, **kwargs: Any) -> unittest.TestSuite:
         # Before any test database renames DATABASES entries.
@@ -56,14 +65,24 @@ class TestbedRunner(DiscoverRunner):
         return suite
 
     def setup_databases(self, **kwargs: Any) -> Any:
-        with _stats.timed():
-            old_config = super().setup_databases(**kwargs)
-            _templates.ensure_templates(getattr(self, "_testbed_templates", []))
+        _templates.start_session()
+        _testdb.install()
+        try:
+            with _stats.timed():
+                old_config = super().setup_databases(**kwargs)
+                _templates.ensure_templates(getattr(self, "_testbed_templates", []))
+        except BaseException:
+            _testdb.uninstall()
+            raise
         return old_config
 
     def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
         _templates.drop_working_clones()
-        super().teardown_databases(old_config, **kwargs)
+        try:
+            super().teardown_databases(old_config, **kwargs)
+        finally:
+            _testdb.uninstall()
+            _testdb.release_all()
 
     def run_tests(self, *args: Any, **kwargs: Any) -> int:
         try:

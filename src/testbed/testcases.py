@@ -23,6 +23,7 @@ from typing import Any, TypeVar, overload
 from django.test import LiveServerTestCase, TestCase, TransactionTestCase
 
 from testbed._activation import Activation, template_names
+from testbed._config import snapshot_databases
 
 _T = TypeVar("_T")
 _INSTALLED = "_testbed_installed"
@@ -278,6 +279,10 @@ class TemplateDBLiveServerTestCase(LiveServerTestCase):
     template_database: str | Sequence[str] | None = None
     reload_after_test: bool = True
 
+
+# Test modules import this before the runner creates test databases: the
+# settings as the project configured them, before any renaming.
+snapshot_databases()
 
 for _klass in (
     TemplateDBTestCase,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from testbed import _switch, _templates
 from testbed._config import ConfigurationError, template
@@ -69,3 +71,51 @@ class Activation:
             _switch.restore(self._saved.pop())
         self.aliases.clear()
         self._clones.clear()
+
+
+def teardown_without_flush(
+    test: Any, aliases: set[str], teardown: Callable[[Any], None]
+) -> None:
+    """Run a ``TransactionTestCase``'s ``teardown`` (its ``_fixture_teardown``)
+    on every database but ``aliases``.
+
+    Template aliases are restored (or kept), never flushed: a flush would
+    throw away the data set the template exists to provide.
+    """
+    all_names = test._databases_names
+
+    def other_names(include_mirrors: bool = True) -> list[str]:
+        return [
+            a for a in all_names(include_mirrors=include_mirrors) if a not in aliases
+        ]
+
+    test._databases_names = other_names
+    try:
+        teardown(test)
+    finally:
+        del test._databases_names
+
+
+@contextmanager
+def unflushed(aliases: set[str]) -> Iterator[None]:
+    """While active, no ``TransactionTestCase`` flushes ``aliases``.
+
+    For test case classes built by someone else (pytest-django builds one
+    per test), which testbed cannot hook one by one.
+    """
+    from django.test import TransactionTestCase
+
+    if not aliases:
+        yield
+        return
+    original = TransactionTestCase.__dict__["_fixture_teardown"]
+
+    def _fixture_teardown(self: Any) -> None:
+        teardown_without_flush(self, aliases, original)
+
+    # Private Django API, absent from the stubs.
+    setattr(TransactionTestCase, "_fixture_teardown", _fixture_teardown)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(TransactionTestCase, "_fixture_teardown", original)  # noqa: B010

@@ -22,7 +22,7 @@ from typing import Any, TypeVar, overload
 
 from django.test import LiveServerTestCase, TestCase, TransactionTestCase
 
-from testbed._activation import Activation, template_names
+from testbed._activation import Activation, teardown_without_flush, template_names
 from testbed._config import snapshot_databases
 
 _T = TypeVar("_T")
@@ -125,26 +125,14 @@ def _install(klass: type[Any]) -> None:
         if not served or _rolls_back(cls):
             fixture_teardown(self)
             return
-        # Template aliases are restored (or kept), never flushed: a flush
-        # would throw away the data set the template exists to provide.
+        # Template aliases are restored (or kept), never flushed.
         if (
             class_activation is not None
             and class_activation.reload
             and not issubclass(cls, LiveServerTestCase)
         ):
             class_activation.restore()
-        all_names = self._databases_names
-
-        def other_names(include_mirrors: bool = True) -> list[str]:
-            return [
-                a for a in all_names(include_mirrors=include_mirrors) if a not in served
-            ]
-
-        self._databases_names = other_names
-        try:
-            fixture_teardown(self)
-        finally:
-            del self._databases_names
+        teardown_without_flush(self, served, fixture_teardown)
 
     klass.setUpClass = classmethod(setUpClass)
     klass.__call__ = __call__

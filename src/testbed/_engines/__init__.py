@@ -11,7 +11,7 @@ __all__ = ["DatabaseInfo", "Engine", "EngineError", "engine_for", "vendor_of"]
 _VENDORS = {
     "sqlite": "testbed._engines.sqlite:SQLiteEngine",
     "postgresql": "testbed._engines.postgresql.engine:PostgreSQLEngine",
-    "mysql": "testbed._engines.mysql:MySQLEngine",
+    "mysql": "testbed._engines.mysql.engine:MySQLEngine",
 }
 
 

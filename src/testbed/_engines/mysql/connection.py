@@ -60,12 +60,6 @@ def quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def like_prefix(prefix: str) -> str:
-    # '!' rather than '\' as the escape: a backslash means something else
-    # under sql_mode NO_BACKSLASH_ESCAPES.
-    return prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
-
-
 def errno_of(exc: BaseException) -> int | None:
     args = getattr(exc, "args", ())
     return args[0] if args and isinstance(args[0], int) else None

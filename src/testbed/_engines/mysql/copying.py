@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import os
 import queue
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -22,7 +19,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.utils import DatabaseError
 
-from testbed._engines._base import EngineError
+from testbed._engines._base import EngineError, closing_connection
+from testbed._engines._pipe import pipe
 from testbed._engines.mysql.connection import (
     DIRTY_TABLE,
     ER_VIEW_DEPENDENCY,
@@ -290,40 +288,12 @@ class MySQLCopying(MySQLConnections):
             )
             self._write_mark(cur, target, mark, create=True)
         try:
-            # Errors go to files: draining two pipes one after the other could
-            # block a process on a full one.
-            with (
-                tempfile.TemporaryFile() as dump_err,
-                tempfile.TemporaryFile() as load_err,
-            ):
-                with (
-                    subprocess.Popen(
-                        dump_cmd,
-                        stdout=subprocess.PIPE,
-                        stderr=dump_err,
-                        env={**os.environ, **dump_env} if dump_env else None,
-                    ) as dump,
-                    subprocess.Popen(
-                        load_args,
-                        stdin=dump.stdout,
-                        stdout=subprocess.DEVNULL,
-                        stderr=load_err,
-                        env={**os.environ, **load_env} if load_env else None,
-                    ) as load,
-                ):
-                    assert dump.stdout is not None
-                    # The loader must be the pipe's only reader, so the dumper
-                    # gets SIGPIPE if the loader stops.
-                    dump.stdout.close()
-                dump_err.seek(0)
-                load_err.seek(0)
-                dump_message = dump_err.read().decode(errors="replace").strip()
-                load_message = load_err.read().decode(errors="replace").strip()
-            if dump.returncode or load.returncode:
+            dump, load = pipe(dump_cmd, load_args, dump_env=dump_env, load_env=load_env)
+            if dump.code or load.code:
                 raise EngineError(
                     f"Cannot copy database {source_name!r} into {target!r}: "
-                    f"mysqldump exited {dump.returncode} ({dump_message}), "
-                    f"mysql exited {load.returncode} ({load_message})."
+                    f"mysqldump exited {dump.code} ({dump.errors}), "
+                    f"mysql exited {load.code} ({load.errors})."
                 )
             with self._admin() as cur:
                 # A source that is itself a tracked testbed database brings
@@ -345,11 +315,10 @@ class MySQLCopying(MySQLConnections):
             raise
 
     def _source_charset(self, source: dict[str, Any]) -> tuple[str, str]:
-        conn = self._open(settings=source)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT @@character_set_database, @@collation_database")
-                charset, collation = cur.fetchone()
-        finally:
-            conn.close()
+        with (
+            closing_connection(self._open(settings=source)) as conn,
+            conn.cursor() as cur,
+        ):
+            cur.execute("SELECT @@character_set_database, @@collation_database")
+            charset, collation = cur.fetchone()
         return str(charset), str(collation)

@@ -12,7 +12,12 @@ from typing import Any
 from django.db.backends.utils import CursorWrapper
 from django.db.utils import DatabaseError
 
-from testbed._engines._base import DatabaseInfo, EngineError
+from testbed._engines._base import (
+    DatabaseInfo,
+    EngineError,
+    like_prefix,
+    shortened_name,
+)
 from testbed._engines.mysql.connection import (
     ER_BAD_DB,
     ER_DB_CREATE_EXISTS,
@@ -20,7 +25,6 @@ from testbed._engines.mysql.connection import (
     ER_NO_SUCH_TABLE,
     MARK_TABLE,
     errno_of,
-    like_prefix,
     quote,
 )
 from testbed._engines.mysql.copying import MySQLCopying
@@ -34,14 +38,9 @@ class MySQLEngine(MySQLCopying, MySQLTracking):
     # --- naming ----------------------------------------------------------------
 
     def derive_name(self, suffix: str, *, persistent: bool) -> str:
-        name = f"{self.base_name}_{suffix}"
-        if len(name) <= self.max_name_length:
-            return name
-        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        keep_base = self.max_name_length - len(suffix) - len(digest) - 2
-        if keep_base >= 8:
-            return f"{self.base_name[:keep_base]}_{suffix}_{digest}"
-        return f"{name[: self.max_name_length - len(digest) - 1]}_{digest}"
+        return shortened_name(
+            self.base_name, suffix, self.max_name_length, count_bytes=False
+        )
 
     # --- reading ---------------------------------------------------------------
 

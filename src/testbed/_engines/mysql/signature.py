@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from django.db.backends.utils import CursorWrapper
 
-from testbed._engines.mysql.connection import DIRTY_TABLE, like_prefix, quote
+from testbed._engines._base import like_prefix
+from testbed._engines.mysql.connection import DIRTY_TABLE, quote
 
 
 def innodb_name(text: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from django.db.backends.utils import CursorWrapper
 from django.db.utils import DatabaseError
 
-from testbed._engines._base import EngineError
+from testbed._engines._base import EngineError, like_prefix
 from testbed._engines.mysql.connection import (
     DIRTY_TABLE,
     ER_ACCESS_DENIED,
@@ -25,7 +25,6 @@ from testbed._engines.mysql.connection import (
     OWN_PREFIX,
     MySQLConnections,
     errno_of,
-    like_prefix,
     quote,
 )
 from testbed._engines.mysql.schema import user_tables

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from testbed._engines._base import Engine, EngineError
+from testbed._engines._base import Engine, EngineError, closing_connection
 
 DUPLICATE_DATABASE = "42P04"
 OBJECT_IN_USE = "55006"
@@ -153,10 +153,10 @@ class PostgreSQLConnections(Engine):
 
     # --- a database testbed does not own --------------------------------------
 
-    @contextlib.contextmanager
     def _source_connection(
         self, source: dict[str, Any]
-    ) -> Iterator[BaseDatabaseWrapper]:
+    ) -> contextlib.AbstractContextManager[BaseDatabaseWrapper]:
+        """A connection to the database ``source``, closed after the ``with``."""
         from django.db.utils import load_backend
 
         settings = {**source, "OPTIONS": dict(source.get("OPTIONS") or {})}
@@ -166,11 +166,7 @@ class PostgreSQLConnections(Engine):
         wrapper: BaseDatabaseWrapper = backend.DatabaseWrapper(
             settings, f"__testbed_{self.alias}"
         )
-        self._open(str(settings["NAME"]), wrapper)
-        try:
-            yield wrapper
-        finally:
-            wrapper.close()
+        return closing_connection(self._open(str(settings["NAME"]), wrapper))
 
     # --- one per tracked clone, for restores ----------------------------------
 

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import os
 import shutil
-import subprocess
-import tempfile
 import time
-from typing import IO, Any
+from typing import Any
 
 from django.db import DatabaseError
 
 from testbed._engines._base import EngineError
+from testbed._engines._pipe import pipe
 from testbed._engines.postgresql.connection import (
     DUPLICATE_DATABASE,
     INSUFFICIENT_PRIVILEGE,
@@ -30,9 +28,7 @@ from testbed._engines.postgresql.connection import (
 )
 
 
-def _tail(stream: IO[bytes], limit: int = 4000) -> str:
-    stream.seek(0)
-    text = stream.read().decode(errors="replace").strip()
+def _tail(text: str, limit: int = 4000) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
@@ -154,7 +150,7 @@ class PostgreSQLCopying(PostgreSQLConnections):
         ) -> tuple[list[str], dict[str, str]]:
             client = load_backend(settings["ENGINE"]).DatabaseWrapper.client_class
             argv, env = client.settings_to_cmd_args_env(settings, args)
-            return [program, *argv[1:]], {**os.environ, **(env or {})}
+            return [program, *argv[1:]], env or {}
 
         dump_argv, dump_env = command(
             source,
@@ -172,34 +168,16 @@ class PostgreSQLCopying(PostgreSQLConnections):
                 "--single-transaction",
             ],
         )
-        with (
-            tempfile.TemporaryFile() as dump_err,
-            tempfile.TemporaryFile() as restore_err,
-        ):
-            dump = subprocess.Popen(
-                dump_argv, stdout=subprocess.PIPE, stderr=dump_err, env=dump_env
+        dump, restore = pipe(
+            dump_argv, restore_argv, dump_env=dump_env, load_env=restore_env
+        )
+        if dump.code:
+            raise EngineError(
+                f"pg_dump of PostgreSQL database {name!r} failed (exit {dump.code}): "
+                f"{_tail(dump.errors)}"
             )
-            assert dump.stdout is not None
-            try:
-                restore = subprocess.Popen(
-                    restore_argv,
-                    stdin=dump.stdout,
-                    stdout=subprocess.DEVNULL,
-                    stderr=restore_err,
-                    env=restore_env,
-                )
-            finally:
-                # psql holds its own copy; pg_dump must see EPIPE if psql dies.
-                dump.stdout.close()
-            restore_code = restore.wait()
-            dump_code = dump.wait()
-            if dump_code:
-                raise EngineError(
-                    f"pg_dump of PostgreSQL database {name!r} failed (exit {dump_code}): "
-                    f"{_tail(dump_err)}"
-                )
-            if restore_code:
-                raise EngineError(
-                    f"Restoring a dump of PostgreSQL database {name!r} into {target!r} failed "
-                    f"(psql exit {restore_code}): {_tail(restore_err)}"
-                )
+        if restore.code:
+            raise EngineError(
+                f"Restoring a dump of PostgreSQL database {name!r} into {target!r} failed "
+                f"(psql exit {restore.code}): {_tail(restore.errors)}"
+            )

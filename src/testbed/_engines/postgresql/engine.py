@@ -11,7 +11,12 @@ from typing import Any, ClassVar
 
 from django.db import DatabaseError
 
-from testbed._engines._base import DatabaseInfo, EngineError
+from testbed._engines._base import (
+    DatabaseInfo,
+    EngineError,
+    like_prefix,
+    shortened_name,
+)
 from testbed._engines.postgresql.connection import (
     DUPLICATE_DATABASE,
     OBJECT_IN_USE,
@@ -30,10 +35,6 @@ STRATEGIES = ("FILE_COPY", "WAL_LOG")
 DEFAULT_STRATEGY = "FILE_COPY"
 
 
-def _truncate_utf8(text: str, limit: int) -> str:
-    return text.encode()[:limit].decode(errors="ignore")
-
-
 def _lock_id(key: str) -> int:
     digest = hashlib.sha256(f"testbed:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -46,17 +47,11 @@ class PostgreSQLEngine(PostgreSQLCopying, PostgreSQLTracking):
     # --- naming -------------------------------------------------------------------
 
     def derive_name(self, suffix: str, *, persistent: bool) -> str:
-        full = f"{self.base_name}_{suffix}"
-        if len(full.encode()) <= self.max_name_length:
-            return full
         # PostgreSQL would silently truncate the name, so two long names
         # could collide; a hash of the full name keeps them apart.
-        digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-        tail = f"_{suffix}_{digest}"
-        room = self.max_name_length - len(tail.encode())
-        if room < 8:
-            return _truncate_utf8(full, self.max_name_length - 9) + f"_{digest}"
-        return _truncate_utf8(self.base_name, room) + tail
+        return shortened_name(
+            self.base_name, suffix, self.max_name_length, count_bytes=True
+        )
 
     # --- reading --------------------------------------------------------------------
 
@@ -71,7 +66,7 @@ class PostgreSQLEngine(PostgreSQLCopying, PostgreSQLTracking):
         return rows[0][0] if rows else None
 
     def list_databases(self, prefix: str) -> list[DatabaseInfo]:
-        pattern = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+        pattern = like_prefix(prefix)
         own = list(self._restorer_pids.values()) or [0]
         sql = """
             SELECT d.datname,

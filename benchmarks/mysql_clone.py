@@ -78,7 +78,7 @@ def make_engine() -> Any:
 
 
 def build_dataset(engine: Any, name: str, total_rows: int) -> None:
-    from testbed._engines.mysql import quote
+    from testbed._engines.mysql.connection import quote
 
     rng = random.Random(42)
     engine.create_empty(name, "bench-template")
@@ -185,12 +185,13 @@ def indexes_after(workers: int) -> Callable[[Any, str, str], None]:
     """Tables created with their primary key only, indexes and foreign keys added after the copy."""
 
     def run(engine: Any, template: str, target: str) -> None:
-        from testbed._engines.mysql import quote
+        from testbed._engines.mysql.connection import quote
+        from testbed._engines.mysql.schema import read_schema
 
         conn = engine._open()
         try:
             with conn.cursor() as cur:
-                schema = engine._read_schema(cur, template)
+                schema = read_schema(cur, template)
                 engine._create_database(
                     cur,
                     target,
@@ -246,13 +247,14 @@ def indexes_after(workers: int) -> Callable[[Any, str, str], None]:
 
 
 def like_insert(engine: Any, template: str, target: str) -> None:
-    from testbed._engines.mysql import quote
+    from testbed._engines.mysql.connection import quote
+    from testbed._engines.mysql.schema import user_tables
 
     engine.create_empty(target, "bench")
     conn = engine._open()
     try:
         with conn.cursor() as cur:
-            tables, _ = engine._tables(cur, template)
+            tables, _ = user_tables(cur, template)
             for table in tables:
                 t, s = (
                     f"{quote(target)}.{quote(table.name)}",
@@ -309,7 +311,7 @@ def bench_clones(engine: Any, template: str, runs: int) -> dict[str, float]:
 
 
 def bench_restore(engine: Any, template: str, runs: int) -> dict[str, float]:
-    from testbed._engines.mysql import quote
+    from testbed._engines.mysql.connection import quote
 
     clone = f"{PREFIX}_tracked"
     other = f"{PREFIX}_other"

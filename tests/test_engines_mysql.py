@@ -12,7 +12,8 @@ import pytest
 from django.db.utils import DatabaseError, IntegrityError
 
 from testbed._engines import EngineError, engine_for
-from testbed._engines.mysql import MySQLEngine, quote
+from testbed._engines.mysql.connection import quote
+from testbed._engines.mysql.engine import MySQLEngine
 from tests.conftest import ALIAS, require_vendor, unique_db_name
 
 TEMPLATE_DDL = [

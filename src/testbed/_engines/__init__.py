@@ -10,8 +10,8 @@ __all__ = ["DatabaseInfo", "Engine", "EngineError", "engine_for", "vendor_of"]
 
 _VENDORS = {
     "sqlite": "testbed._engines.sqlite:SQLiteEngine",
-    "postgresql": "testbed._engines.postgresql:PostgreSQLEngine",
-    "mysql": "testbed._engines.mysql:MySQLEngine",
+    "postgresql": "testbed._engines.postgresql.engine:PostgreSQLEngine",
+    "mysql": "testbed._engines.mysql.engine:MySQLEngine",
 }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -180,3 +181,38 @@ def closing_connection(wrapper: BaseDatabaseWrapper) -> Iterator[BaseDatabaseWra
         yield wrapper
     finally:
         wrapper.close()
+
+
+def shortened_name(base: str, suffix: str, limit: int, *, count_bytes: bool) -> str:
+    """``{base}_{suffix}``, shortened to ``limit`` if it is longer.
+
+    A shortened name keeps ``suffix`` whole and ends with a hash of the full
+    name, so that two long names cannot end up the same. ``count_bytes``:
+    the server counts the limit in UTF-8 bytes rather than characters.
+    """
+    full = f"{base}_{suffix}"
+
+    def size(text: str) -> int:
+        return len(text.encode()) if count_bytes else len(text)
+
+    def cut(text: str, length: int) -> str:
+        if count_bytes:
+            return text.encode()[:length].decode(errors="ignore")
+        return text[:length]
+
+    if size(full) <= limit:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    tail = f"_{suffix}_{digest}"
+    room = limit - size(tail)
+    if room < 8:
+        return cut(full, limit - 9) + f"_{digest}"
+    return cut(base, room) + tail
+
+
+def like_prefix(prefix: str) -> str:
+    """A ``LIKE`` pattern for names that start with ``prefix``; use it with
+    ``ESCAPE '!'``."""
+    # '!' rather than '\' as the escape: a backslash means something else
+    # under MySQL's sql_mode NO_BACKSLASH_ESCAPES.
+    return prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"

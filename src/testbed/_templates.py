@@ -171,14 +171,20 @@ def _is_complete(built: Template) -> bool:
 
 def _why(built: Template) -> str:
     """Why ``built`` must be built: what changed since the newest earlier build."""
+    engine = built.engine
+    if engine.exists(built.name):
+        same = Mark.loads(engine.read_mark(built.name))
+        if same is not None and same.complete:
+            return "--create-db"
+        return "an earlier build of it was cut short"
     earlier: list[Mark] = []
-    prefix = built.engine.base_name
-    for info in built.engine.list_databases(prefix):
+    for info in engine.list_databases(engine.base_name):
         mark = Mark.loads(info.mark)
         if (
             mark
             and mark.kind == TEMPLATE
             and mark.template == built.spec.name
+            and mark.base == engine.base_name
             and mark.complete
         ):
             earlier.append(mark)
@@ -186,11 +192,7 @@ def _why(built: Template) -> str:
         return "no earlier build"
     newest = max(earlier, key=lambda m: m.created)
     changed = built.fingerprint.changes_since(newest.parts)
-    if changed:
-        return f"changed: {', '.join(changed)}"
-    if _force and newest.session != SESSION:
-        return "--create-db"
-    return "earlier build incomplete"
+    return f"changed: {', '.join(changed)}" if changed else "no earlier build"
 
 
 def _build(built: Template) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 VENDORS = ("sqlite", "postgresql", "mysql")
 # The alias of each vendor in tests/settings.py.
 ALIAS = {"sqlite": "default", "postgresql": "postgresql", "mysql": "mysql"}

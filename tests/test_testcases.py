@@ -6,9 +6,7 @@ names no other run uses, and runs Django in a subprocess, as a user would.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,119 +18,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import unique_db_name
+from tests.utils import Project
 
-PROJECT = Path(__file__).parent / "project"
 INNER_TESTS = 24
-
-
-class Project:
-    def __init__(self, root: Path, vendor: str, name: str) -> None:
-        self.root = root
-        self.vendor = vendor
-        self.name = name
-        self.env = {
-            **os.environ,
-            "TESTBED_ENGINE": vendor,
-            "TESTBED_DBNAME": name,
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        self.env.pop("DJANGO_SETTINGS_MODULE", None)
-
-    def manage(
-        self, *args: str, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
-        return result
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "manage.py", *args],
-            cwd=self.root,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def test(self, *labels: str) -> subprocess.CompletedProcess[str]:
-        return self.manage("test", "--noinput", *(labels or ("inner",)), check=False)
-
-    def server(self, sql: str) -> None:
-        """Run a statement on the server, outside any database."""
-        if self.vendor == "postgresql":
-            import psycopg
-
-            with psycopg.connect(
-                host="127.0.0.1", user="root", dbname="postgres", autocommit=True
-            ) as conn:
-                conn.execute(sql)  # type: ignore[arg-type]
-        elif self.vendor == "mysql":
-            import MySQLdb
-
-            conn = MySQLdb.connect(host="127.0.0.1", user="root")
-            try:
-                conn.cursor().execute(sql)
-            finally:
-                conn.close()
-
-    def drop_everything(self) -> None:
-        """Drop what the runs left: templates, clones, the legacy database."""
-        if self.vendor == "sqlite":
-            return  # files in tmp_path; in-memory bases keep templates in CACHE_DIR
-        quote = '"' if self.vendor == "postgresql" else "`"
-        names = self.databases()
-        for name in names:
-            if self.vendor == "postgresql":
-                self.server(f'ALTER DATABASE "{name}" IS_TEMPLATE false')
-                self.server(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            else:
-                self.server(f"DROP DATABASE IF EXISTS {quote}{name}{quote}")
-
-    def databases(self) -> list[str]:
-        if self.vendor == "postgresql":
-            import psycopg
-
-            with psycopg.connect(
-                host="127.0.0.1", user="root", dbname="postgres"
-            ) as conn:
-                rows = conn.execute(
-                    "SELECT datname FROM pg_database WHERE strpos(datname, %s) > 0",
-                    (self.name,),
-                ).fetchall()
-        else:
-            import MySQLdb
-
-            conn = MySQLdb.connect(host="127.0.0.1", user="root")
-            try:
-                cursor = conn.cursor()
-                cursor.execute(
-                    "SELECT schema_name FROM information_schema.schemata "
-                    "WHERE LOCATE(%s, schema_name) > 0",
-                    (self.name,),
-                )
-                rows = cursor.fetchall()
-            finally:
-                conn.close()
-        return [r[0] for r in rows]
 
 
 @pytest.fixture
 def project(vendor: str, tmp_path: Path) -> Iterator[Project]:
     """tests/project copied to a temporary directory, with a legacy
     database (the TTDB source) holding one author."""
-    root = tmp_path / "project"
-    shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns("__pycache__"))
     name = unique_db_name("tbp")
-    proj = Project(root, vendor, name)
+    proj = Project.copy(tmp_path / "project", vendor, name)
     proj.env["TESTBED_CACHE_DIR"] = str(tmp_path / "cache")
     legacy = f"{name}_legacy"
     if vendor != "sqlite":
@@ -244,7 +140,7 @@ def test_killed_builder_leaves_nothing_that_is_used(project: Project) -> None:
     )
     project.env["TESTBED_HANG"] = "1"
     builder = project.popen(
-        "test", "--noinput", "inner.test_templates.SeveralDatabasesTests"
+        "manage.py", "test", "--noinput", "inner.test_templates.SeveralDatabasesTests"
     )
     try:
         _wait_for(flag.exists)

@@ -21,12 +21,12 @@ from testbed.pytest_plugin._setup import (
     pytest_unconfigure,
 )
 from testbed.pytest_plugin._templates import (
-    pytest_collection_modifyitems,
+    pytest_itemcollected,
     template_database,
 )
 
 __all__ = [
-    "pytest_collection_modifyitems",
+    "pytest_itemcollected",
     "pytest_configure",
     "pytest_fixture_setup",
     "pytest_sessionfinish",

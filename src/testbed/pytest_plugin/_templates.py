@@ -10,9 +10,12 @@ flushed) with it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from testbed._activation import Activation
 
 MARKER = "template_database"
 FIXTURE = "template_database"
@@ -39,21 +42,20 @@ def _marker_names(item: pytest.Item) -> tuple[str, ...]:
     return tuple(marker.args) if marker is not None else ()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        fixturenames: list[str] | None = getattr(item, "fixturenames", None)
-        if fixturenames is None:
-            continue
-        marked = item.get_closest_marker(MARKER) is not None
-        if not marked and FIXTURE not in fixturenames:
-            continue
-        # First of all function fixtures: before pytest-django's autouse
-        # _django_db_marker opens the test's transaction on the alias.
-        if FIXTURE in fixturenames:
-            fixturenames.remove(FIXTURE)
-        fixturenames.insert(0, FIXTURE)
-        if item.get_closest_marker("django_db") is None:
-            item.add_marker(pytest.mark.django_db)
+def pytest_itemcollected(item: pytest.Item) -> None:
+    fixturenames: list[str] | None = getattr(item, "fixturenames", None)
+    if fixturenames is None:
+        return
+    if item.get_closest_marker(MARKER) is None and FIXTURE not in fixturenames:
+        return
+    # First of all function fixtures: before pytest-django's autouse
+    # _django_db_marker opens the test's transaction on the alias.
+    if FIXTURE in fixturenames:
+        fixturenames.remove(FIXTURE)
+    fixturenames.insert(0, FIXTURE)
+    # Now, before pytest-django orders tests by their django_db markers.
+    if item.get_closest_marker("django_db") is None:
+        item.add_marker(pytest.mark.django_db)
 
 
 def _django_db_options(request: pytest.FixtureRequest) -> tuple[bool, Any]:
@@ -130,8 +132,8 @@ def template_database(
     __tracebackhide__ = True
     from django.test import SimpleTestCase
 
-    from testbed._activation import Activation, template_names, unflushed
-    from testbed._config import template
+    from testbed._activation import unflushed
+    from testbed._safety import TestbedError
 
     if isinstance(request.instance, SimpleTestCase):
         pytest.fail(
@@ -147,26 +149,15 @@ def template_database(
             f"@pytest.mark.{MARKER}('name') to the test, its class or module.",
             pytrace=False,
         )
-    names = template_names(names, where=f"@pytest.mark.{MARKER}()")
     transactional, databases = _django_db_options(request)
-    allowed = _allowed_aliases(databases)
-    for name in names:
-        missing = [
-            a
-            for a in template(name).aliases
-            if allowed is not None and a not in allowed
-        ]
-        if missing:
-            pytest.fail(
-                f"Template {name!r} serves database alias(es) "
-                f"{', '.join(map(repr, missing))}, which this test's django_db "
-                f"marker does not allow; add databases=[...] with them to "
-                "@pytest.mark.django_db.",
-                pytrace=False,
-            )
-    activation = Activation(names, reload=transactional and reload)
-    with django_db_blocker.unblock():
-        activation.start()
+    try:
+        activation = _start(names, reload, transactional, databases, django_db_blocker)
+    except TestbedError as exc:
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(problem, pytrace=False)
     try:
         from django.db import connections
 
@@ -183,6 +174,38 @@ def template_database(
                     activation.restore()
             finally:
                 activation.stop()
+
+
+def _start(
+    names: tuple[str, ...],
+    reload: bool,
+    transactional: bool,
+    databases: Any,
+    blocker: Any,
+) -> Activation:
+    """Point the templates' aliases at this process's clones."""
+    from testbed._activation import Activation, template_names
+    from testbed._config import ConfigurationError, template
+
+    names = template_names(names, where=f"@pytest.mark.{MARKER}()")
+    allowed = _allowed_aliases(databases)
+    for name in names:
+        missing = [
+            a
+            for a in template(name).aliases
+            if allowed is not None and a not in allowed
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"Template {name!r} serves database alias(es) "
+                f"{', '.join(map(repr, missing))}, which this test's django_db "
+                "marker does not allow; add databases=[...] with them to "
+                "@pytest.mark.django_db."
+            )
+    activation = Activation(names, reload=transactional and reload)
+    with blocker.unblock():
+        activation.start()
+    return activation
 
 
 def _allowed_aliases(databases: Any) -> set[str] | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import unique_db_name
-from tests.pytest_project import PluginProject, summary, notes_of
+from tests.pytest_project import PluginProject, notes_of, summary
 from tests.utils import databases_containing, drop_databases_containing
 
 

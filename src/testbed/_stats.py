@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -35,13 +37,17 @@ class Stats:
         def names(items: list[str]) -> str:
             return f" ({', '.join(dict.fromkeys(items))})" if items else ""
 
+        def count(items: list[str]) -> int:
+            # Workers each find the same template: count it once.
+            return len(set(items))
+
         restores = self.restores_tracked + self.restores_fresh
         where = f" across {self.workers} workers" if self.workers > 1 else ""
         return (
-            f"testbed: {len(self.built)} template(s) built{names(self.built)}, "
-            f"{len(self.reused)} reused{names(self.reused)}; "
-            f"{len(self.schemas_built)} schema(s) built{names(self.schemas_built)}, "
-            f"{len(self.schemas_reused)} reused; "
+            f"testbed: {count(self.built)} template(s) built{names(self.built)}, "
+            f"{count(self.reused)} reused{names(self.reused)}; "
+            f"{count(self.schemas_built)} schema(s) built{names(self.schemas_built)}, "
+            f"{count(self.schemas_reused)} reused; "
             f"{self.databases_cloned} test database(s) cloned, "
             f"{self.databases_reused} reused; "
             f"{self.clones} clone(s) made; {restores} restore(s) "
@@ -79,6 +85,9 @@ class Stats:
 
 
 stats = Stats()
+# "<pid>:<directory>": processes forked or spawned by <pid> (Django's
+# --parallel workers) write their figures there when they exit.
+SPOOL = "TESTBED_STATS_SPOOL"
 # Whether notes go to stderr as they happen (manage.py test) or are only
 # collected for a summary (pytest, whose capture would swallow them).
 echo = True
@@ -106,3 +115,66 @@ def timed() -> Iterator[None]:
         _depth -= 1
         if _depth == 0:
             stats.setup_seconds += time.perf_counter() - start
+
+
+def spool_children() -> None:
+    """Have the worker processes this process starts report their figures."""
+    import tempfile
+
+    if os.environ.get(SPOOL, "").startswith(f"{os.getpid()}:"):
+        return
+    os.environ[SPOOL] = f"{os.getpid()}:{tempfile.mkdtemp(prefix='testbed-stats-')}"
+
+
+def collect_children() -> None:
+    """Add what the worker processes reported to these figures."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    owner, _, directory = os.environ.get(SPOOL, "").partition(":")
+    if owner != str(os.getpid()) or not directory:
+        return
+    del os.environ[SPOOL]
+    for path in sorted(Path(directory).glob("*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            stats.merge(json.loads(path.read_text()))
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _write_to_spool() -> None:
+    import json
+    from pathlib import Path
+
+    owner, _, directory = os.environ.get(SPOOL, "").partition(":")
+    if owner and owner != str(os.getpid()) and directory and stats.active:
+        with contextlib.suppress(OSError):
+            Path(directory, f"{os.getpid()}.json").write_text(
+                json.dumps(stats.to_dict())
+            )
+
+
+def _as_worker() -> None:
+    """In a worker (forked, or spawned with SPOOL set): start from nothing,
+    report at exit. multiprocessing workers leave through os._exit, which
+    skips atexit; its finalizers still run."""
+    owner = os.environ.get(SPOOL, "").partition(":")[0]
+    if not owner or owner == str(os.getpid()):
+        return
+    import multiprocessing.util
+
+    # In place: other modules hold this object.
+    vars(stats).update(vars(Stats()))
+    multiprocessing.util.Finalize(None, _write_to_spool, exitpriority=50)
+
+
+def _register() -> None:
+    import multiprocessing.util
+
+    # After multiprocessing's own clean-up in a new worker, which drops
+    # finalizers registered any earlier (os.register_at_fork is too early).
+    multiprocessing.util.register_after_fork(stats, lambda _: _as_worker())
+    _as_worker()
+
+
+_register()

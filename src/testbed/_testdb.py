@@ -51,9 +51,15 @@ class _Managed:
 
 
 _managed: dict[str, _Managed] = {}
+# --parallel clones made (or found current) ahead of Django's one-by-one
+# calls, each with what happened to it.
+_prepared: dict[str, str] = {}
+_expected_clones = 0
 _originals: dict[str, Callable[..., Any]] = {}
 _installed = 0
 _lock = threading.RLock()
+# Clones are made from several threads at once (_prepare_clones).
+_counting = threading.Lock()
 # What forked children inherited: referenced, never closed (see _templates).
 _inherited: list[Any] = []
 
@@ -134,6 +140,13 @@ def _create(
     return name
 
 
+def expect_clones(count: int) -> None:
+    """Django's runner is about to ask for ``count`` clones of each test
+    database (``--parallel``): engines that gain make them all at once."""
+    global _expected_clones
+    _expected_clones = count
+
+
 def _clone_test_db(*args: Any, **kwargs: Any) -> Any:
     original = _originals["clone_test_db"]
     call = _bind("clone_test_db", args, kwargs)
@@ -145,21 +158,22 @@ def _clone_test_db(*args: Any, **kwargs: Any) -> Any:
     with _lock, timed():
         verbosity, keepdb = call.get("verbosity", 1), bool(call.get("keepdb"))
         target = creation.get_test_db_clone_settings(call["suffix"])["NAME"]
-        state, why = _state(source.engine, target, source.template)
-        if state == _FOREIGN:
+        if (
+            target not in _prepared
+            and _expected_clones > 1
+            and source.engine.parallel_clones
+        ):
+            _prepare_clones(creation, source, keepdb)
+        outcome = _prepared.pop(target, None) or _clone_one(source, target, keepdb)
+        if outcome == _FOREIGN:
             return original(*args, **kwargs)
-        display = creation._get_database_display_str(verbosity, target)
-        if state == _CURRENT and keepdb:
-            stats.databases_reused += 1
-            action = "Using existing clone"
-        else:
-            if state == _OUTDATED and keepdb:
-                note(f"recreating test database {target!r} ({why})")
-            action = "Cloning test database"
-            _fresh_clone(
-                source.engine, target, source.template, exists=state != _ABSENT
-            )
         if verbosity >= 1:
+            action = (
+                "Using existing clone"
+                if outcome == _CURRENT
+                else "Cloning test database"
+            )
+            display = creation._get_database_display_str(verbosity, target)
             creation.log(
                 f"{action} for alias {display} from its {source.template.spec.label}..."
             )
@@ -167,6 +181,47 @@ def _clone_test_db(*args: Any, **kwargs: Any) -> Any:
             target, source.engine, source.template, source.stand_in
         )
         return None
+
+
+def _clone_one(
+    source: _Managed, target: str, keepdb: bool, engine: Engine | None = None
+) -> str:
+    """Make ``target`` a current clone of ``source``'s template, reusing it
+    if ``keepdb`` allows; returns what it found (current, or foreign)."""
+    engine = engine or source.engine
+    state, why = _state(engine, target, source.template)
+    if state == _FOREIGN:
+        return _FOREIGN
+    if state == _CURRENT and keepdb:
+        with _counting:
+            stats.databases_reused += 1
+        return _CURRENT
+    if state == _OUTDATED and keepdb:
+        note(f"recreating test database {target!r} ({why})")
+    _fresh_clone(engine, target, source.template, exists=state != _ABSENT)
+    return _ABSENT
+
+
+def _prepare_clones(creation: Any, source: _Managed, keepdb: bool) -> None:
+    """Every clone Django will ask for, made at once, each over its own
+    connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    targets = [
+        creation.get_test_db_clone_settings(str(index))["NAME"]
+        for index in range(1, _expected_clones + 1)
+    ]
+    engines = [engine_for(source.engine.settings, source.engine.alias) for _ in targets]
+    try:
+        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            outcomes = pool.map(
+                lambda pair: _clone_one(source, pair[0], keepdb, pair[1]),
+                zip(targets, engines, strict=True),
+            )
+            _prepared.update(zip(targets, outcomes, strict=True))
+    finally:
+        for engine in engines:
+            engine.close()
 
 
 def _destroy_test_db(*args: Any, **kwargs: Any) -> Any:
@@ -283,7 +338,8 @@ def _fresh_clone(
     # Complete only once the copy is: a clone cut short is never reused.
     engine.clone(built.name, name, _test_mark(name, built, complete=False).dumps())
     engine.write_mark(name, _test_mark(name, built, complete=True).dumps())
-    stats.databases_cloned += 1
+    with _counting:
+        stats.databases_cloned += 1
 
 
 def _leave_to_django(

@@ -67,6 +67,9 @@ class TestbedRunner(DiscoverRunner):
     def setup_databases(self, **kwargs: Any) -> Any:
         _templates.start_session()
         _testdb.install()
+        _testdb.expect_clones(self.parallel)
+        # --parallel workers report what they did when they exit.
+        _stats.spool_children()
         try:
             with _stats.timed():
                 old_config = super().setup_databases(**kwargs)
@@ -88,6 +91,7 @@ class TestbedRunner(DiscoverRunner):
         try:
             failures: int = super().run_tests(*args, **kwargs)
         finally:
+            _stats.collect_children()
             if self.verbosity >= 1:
                 sys.stderr.write(_stats.stats.summary() + "\n")
         return failures

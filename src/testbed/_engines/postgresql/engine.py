@@ -43,6 +43,7 @@ def _lock_id(key: str) -> int:
 class PostgreSQLEngine(PostgreSQLCopying, PostgreSQLTracking):
     vendor = "postgresql"
     max_name_length: ClassVar[int] = 63
+    parallel_clones: ClassVar[bool] = True
 
     # --- naming -------------------------------------------------------------------
 

@@ -109,8 +109,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_django(args: argparse.Namespace) -> None:
-    if args.pythonpath:
-        sys.path.insert(0, os.path.abspath(args.pythonpath))
+    path = os.path.abspath(args.pythonpath)
+    if path not in sys.path:
+        sys.path.insert(0, path)
     if args.settings:
         os.environ["DJANGO_SETTINGS_MODULE"] = args.settings
     if not os.environ.get("DJANGO_SETTINGS_MODULE"):

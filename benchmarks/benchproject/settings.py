@@ -21,6 +21,8 @@ SQLITE_DIR = Path(
 SQLITE_DIR.mkdir(parents=True, exist_ok=True)
 
 ENGINE = os.environ.get("BENCHPROJECT_ENGINE", "sqlite")
+# Lets benchmarks run testbed and plain Django side by side on their own names.
+DBNAME = os.environ.get("BENCHPROJECT_DBNAME", "benchproject")
 
 SECRET_KEY = "benchproject"
 DEBUG = False
@@ -41,18 +43,18 @@ def _database(engine: str) -> dict[str, object]:
     if engine == "sqlite":
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(SQLITE_DIR / "benchproject.sqlite3"),
-            "TEST": {"NAME": str(SQLITE_DIR / "test_benchproject.sqlite3")},
+            "NAME": str(SQLITE_DIR / f"{DBNAME}.sqlite3"),
+            "TEST": {"NAME": str(SQLITE_DIR / f"test_{DBNAME}.sqlite3")},
         }
     if engine == "sqlite-memory":
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(SQLITE_DIR / "benchproject.sqlite3"),
+            "NAME": str(SQLITE_DIR / f"{DBNAME}.sqlite3"),
         }
     if engine == "postgresql":
         return {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": "benchproject",
+            "NAME": DBNAME,
             "HOST": os.environ.get("TESTBED_PG_HOST", "127.0.0.1"),
             "PORT": os.environ.get("TESTBED_PG_PORT", "5432"),
             "USER": os.environ.get("TESTBED_PG_USER", "root"),
@@ -61,7 +63,7 @@ def _database(engine: str) -> dict[str, object]:
     if engine == "mysql":
         return {
             "ENGINE": "django.db.backends.mysql",
-            "NAME": "benchproject",
+            "NAME": DBNAME,
             "HOST": os.environ.get("TESTBED_MYSQL_HOST", "127.0.0.1"),
             "PORT": os.environ.get("TESTBED_MYSQL_PORT", "3306"),
             "USER": os.environ.get("TESTBED_MYSQL_USER", "root"),
@@ -90,3 +92,6 @@ TESTBED = {
         },
     },
 }
+
+if os.environ.get("BENCHPROJECT_RUNNER"):
+    TEST_RUNNER = os.environ["BENCHPROJECT_RUNNER"]

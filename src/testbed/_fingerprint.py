@@ -7,8 +7,12 @@ versions, settings) so that a rebuild can say what changed.
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,31 +77,87 @@ def migration_parts() -> dict[str, str]:
     return parts
 
 
-def model_parts() -> dict[str, str]:
-    """``models:<app>``: a digest of each app's model state, as migrations see it."""
-    from django.apps import apps
-    from django.db.migrations.state import ModelState
-    from django.db.migrations.writer import MigrationWriter
+# Meta options that shape tables; ordering, verbose names and the like do not.
+_SCHEMA_OPTIONS = (
+    "db_table",
+    "db_table_comment",
+    "db_tablespace",
+    "managed",
+    "proxy",
+    "unique_together",
+    "indexes",
+    "constraints",
+    "required_db_features",
+    "required_db_vendor",
+)
+_PLAIN: tuple[type, ...] = (
+    bool,
+    int,
+    float,
+    str,
+    bytes,
+    decimal.Decimal,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    uuid.UUID,
+)
 
-    def serialize(value: Any) -> str:
+
+def _stable(value: Any) -> str:
+    """Text for ``value`` that every process writes alike, cheaply.
+
+    Deconstructed as migrations deconstruct it, but without rendering
+    migration source (several times slower): a field, index or constraint
+    becomes its class path and arguments.
+    """
+    if value is None or isinstance(value, _PLAIN):
+        return repr(value)
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__qualname__}.{value.name}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_stable(item) for item in value) + "]"
+    if isinstance(value, set | frozenset):
+        return "{" + ",".join(sorted(_stable(item) for item in value)) + "}"
+    if isinstance(value, dict):
+        items = sorted((_stable(k), _stable(v)) for k, v in value.items())
+        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    if isinstance(value, type):
+        meta = getattr(value, "_meta", None)
+        label = getattr(meta, "label_lower", None)
+        return str(label) if label else f"{value.__module__}.{value.__qualname__}"
+    deconstruct = getattr(value, "deconstruct", None)
+    if callable(deconstruct):
         try:
-            return MigrationWriter.serialize(value)[0]
-        except ValueError:
-            # Unserializable values (lambdas as defaults) change nothing in
-            # the schema; their type is enough.
+            parts = deconstruct()
+        except Exception:  # any failure: the type is enough
             return type(value).__qualname__
+        path, args, kwargs = parts[-3:]  # a field's starts with its name
+        return f"{path}({_stable(args)},{_stable(kwargs)})"
+    if callable(value):
+        name = getattr(value, "__qualname__", type(value).__qualname__)
+        return f"{getattr(value, '__module__', '')}.{name}"
+    # Values without a stable text (objects with addresses in their repr)
+    # change nothing in a schema; their type is enough.
+    return type(value).__qualname__
+
+
+def model_parts() -> dict[str, str]:
+    """``models:<app>``: a digest of each app's models as migrations see them:
+    fields, schema options and parents."""
+    from django.apps import apps
 
     parts: dict[str, str] = {}
     for config in apps.get_app_configs():
         chunks: list[bytes | str] = []
         for model in sorted(config.get_models(), key=lambda m: m._meta.label):
-            state = ModelState.from_model(model)
-            chunks.append(state.name)
-            for name, field in state.fields.items():
-                chunks += [name, serialize(field)]
-            for key, value in sorted(state.options.items()):
-                chunks += [key, serialize(value)]
-            chunks += [serialize(b) for b in state.bases]
+            meta = model._meta
+            chunks.append(meta.label)
+            for field in [*meta.local_fields, *meta.local_many_to_many]:
+                chunks += [field.name, _stable(field.deconstruct()[1:])]
+            for option in _SCHEMA_OPTIONS:
+                chunks += [option, _stable(getattr(meta, option, None))]
+            chunks.append(_stable(list(meta.parents)))
         if chunks:
             parts[f"models:{config.label}"] = _digest(*chunks)
     return parts

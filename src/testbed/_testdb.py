@@ -110,7 +110,7 @@ def _create(
     name = creation._get_test_db_name()
     _safety.check_test_name(alias, name)
     built = _templates.template(_templates.schema_spec(alias))
-    engine = engine_for(_templates.base_settings(alias), alias)
+    engine = built.engine
     locks = contextlib.ExitStack()
     name, stand_in = _claim(engine, name, locks)
     state, why = _state(engine, name, built)

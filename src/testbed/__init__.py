@@ -5,6 +5,13 @@ from __future__ import annotations
 from testbed._config import ConfigurationError, snapshot_databases
 from testbed._safety import TestbedError, UnsafeOperation
 from testbed._templates import BuildError
+from testbed.concurrency import (
+    ConcurrencyError,
+    TerminatedProcessError,
+    WrappedError,
+    call_concurrently,
+    make_concurrent_calls,
+)
 from testbed.testcases import (
     TemplateDBLiveServerTestCase,
     TemplateDBTestCase,
@@ -16,12 +23,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BuildError",
+    "ConcurrencyError",
     "ConfigurationError",
     "TemplateDBLiveServerTestCase",
     "TemplateDBTestCase",
     "TemplateDBTransactionTestCase",
+    "TerminatedProcessError",
     "TestbedError",
     "UnsafeOperation",
+    "WrappedError",
+    "call_concurrently",
+    "make_concurrent_calls",
     "use_template_database",
 ]
 

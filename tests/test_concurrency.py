@@ -119,6 +119,12 @@ def sleep_long(pid_file: str) -> None:
     time.sleep(600)
 
 
+def interrupt_caller(pid_file: str) -> None:
+    Path(pid_file).write_text(str(os.getpid()))
+    os.kill(os.getppid(), signal.SIGUSR1)
+    time.sleep(600)
+
+
 def crash(code: int) -> None:
     sys.stderr.write("about to crash\n")
     sys.stderr.flush()
@@ -396,6 +402,21 @@ def test_exception_comes_back_with_its_traceback() -> None:
     assert "_fail_here" in [f.name for f in traceback.extract_tb(excinfo.tb)]
 
 
+def test_wrapped_error_pickles() -> None:
+    import pickle
+
+    [wrapped] = call_concurrently(1, fail_deep, databases=[])
+    copy = pickle.loads(pickle.dumps(wrapped))
+    assert isinstance(copy.error, ValueError)
+    assert (copy.type_name, copy.message, copy.call, copy.function) == (
+        "ValueError",
+        "deep failure",
+        0,
+        "tests.test_concurrency:fail_deep",
+    )
+    assert copy.formatted_traceback == wrapped.formatted_traceback
+
+
 def test_lambda_tracebacks_name_this_file() -> None:
     [wrapped] = call_concurrently(1, lambda: 1 / 0, databases=[])
     assert isinstance(wrapped.error, ZeroDivisionError)
@@ -525,6 +546,26 @@ def test_crashing_child_is_reported(
         str(error),
     ), str(error)
     assert call_concurrently(2, echo, value=2, databases=[]) == [2, 2]
+
+
+def test_interrupted_batch_leaves_no_worker_behind(tmp_path: Path) -> None:
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    pid_file = tmp_path / "pid"
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    try:
+        with pytest.raises(Interrupted):
+            call_concurrently(1, interrupt_caller, pid_file=str(pid_file), databases=[])
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    # The worker was mid-call: killed, never reused.
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+    assert call_concurrently(1, echo, value=3, databases=[]) == [3]
 
 
 def test_worker_that_cannot_start_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:

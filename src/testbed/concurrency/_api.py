@@ -77,6 +77,10 @@ def make_concurrent_calls(
       its traceback, instead of returning ``WrappedError`` objects.
     - ``databases``: the aliases the calls use (default: every one the
       calling test may use). The calls cannot reach the others.
+
+    Raises ``UnsharedDatabaseError`` if the calls could not see the test's
+    data, ``UnsendableError`` for what cannot be pickled, and
+    ``CrashedProcessError`` if a worker process cannot start.
     """
     __tracebackhide__ = True
     return _run(

@@ -57,7 +57,7 @@ class _Forbidden:
         raise DatabaseOperationForbidden(self.message)
 
 
-def main(inbox: Connection) -> None:
+def main(inbox: Connection, hello: dict[str, Any]) -> None:
     outbox = _take_over_stdio()
     # Ctrl-C reaches the whole process group; the parent ends its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -66,8 +66,8 @@ def main(inbox: Connection) -> None:
     django.setup()
     from django.test.utils import setup_test_environment
 
-    # As in the test run: locmem e-mail, DEBUG off, 'testserver' allowed.
-    setup_test_environment()
+    # As in the test run: locmem e-mail, its DEBUG, 'testserver' allowed.
+    setup_test_environment(debug=hello["debug"])
     outbox.send_bytes(pickle.dumps(("started", os.getpid())))
     state = _State()
     while True:

@@ -133,6 +133,18 @@ class WrappedError(Exception):
     def __repr__(self) -> str:
         return f"<WrappedError {self._describe()}>"
 
+    def __reduce__(self) -> Any:
+        # The traceback object itself does not pickle (the error keeps its
+        # own where tblib is installed); everything else travels.
+        return _rebuild_wrapped, (
+            self.error,
+            self.type_name,
+            self.message,
+            self.formatted_traceback,
+            self.call,
+            self.function,
+        )
+
     def reraise(self) -> NoReturn:
         """Raise the original exception, with its traceback from the call."""
         __tracebackhide__ = True
@@ -159,6 +171,25 @@ class WrappedError(Exception):
 
 
 _type_name = type_name
+
+
+def _rebuild_wrapped(
+    error: BaseException,
+    type_name: str,
+    message: str,
+    formatted_traceback: str,
+    call: int,
+    function: str,
+) -> WrappedError:
+    return WrappedError(
+        error,
+        traceback=error.__traceback__,
+        type_name=type_name,
+        message=message,
+        formatted_traceback=formatted_traceback,
+        call=call,
+        function=function,
+    )
 
 
 def format_error(error: BaseException) -> str:

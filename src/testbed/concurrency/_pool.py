@@ -57,7 +57,7 @@ inbox = Connection(os.dup(0), writable=False)
 hello = pickle.loads(inbox.recv_bytes())
 sys.path[:] = hello["sys_path"]
 from testbed.concurrency._child import main
-main(inbox)
+main(inbox, hello)
 """
 GO = pickle.dumps(("go",))
 _numbers = itertools.count(1)
@@ -78,7 +78,9 @@ def _describe_exit(returncode: int | None) -> str:
 class Worker:
     """One worker process, its two pipes, and the file its stderr goes to."""
 
-    def __init__(self, settings_module: str, directory: Path) -> None:
+    def __init__(
+        self, settings_module: str, directory: Path, hello: dict[str, Any]
+    ) -> None:
         self.stderr_path = directory / f"worker-{next(_numbers)}.stderr"
         self.relayed = 0
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module}
@@ -106,7 +108,7 @@ class Worker:
         self.inbox = Connection(self_out, readable=False)
         self.outbox = Connection(self_in, writable=False)
         try:
-            self.inbox.send_bytes(pickle.dumps({"sys_path": list(sys.path)}))
+            self.inbox.send_bytes(pickle.dumps(hello))
         except OSError:
             pass  # it died at once: the handshake reports it
 
@@ -201,6 +203,12 @@ class Pool:
             workers = self.workers[: len(jobs)]
             try:
                 return self._batch(workers, jobs, timeout)
+            except BaseException:
+                # Interrupted (Ctrl-C, a bug): these workers may be mid-call,
+                # out of step with the protocol. Never reuse them.
+                for worker in workers:
+                    worker.kill()
+                raise
             finally:
                 for worker in workers:
                     worker.relay()
@@ -259,7 +267,9 @@ class Pool:
             outcomes[i] = Outcome.from_result(message[1], pid=workers[i].pid)
 
         loading = [i for i in range(len(workers)) if send(i, jobs[i])]
-        late = self._collect(workers, loading, STARTUP_TIMEOUT, on_ready, crashed)
+        late = self._collect(
+            workers, loading, STARTUP_TIMEOUT, "ready", on_ready, crashed
+        )
         for i in late:
             timed_out(
                 i,
@@ -268,7 +278,7 @@ class Pool:
             )
         # The start barrier: every call is loaded and connected; release all.
         started = [i for i in sorted(ready) if send(i, GO)]
-        late = self._collect(workers, started, timeout, on_result, crashed)
+        late = self._collect(workers, started, timeout, "result", on_result, crashed)
         for i in late:
             timed_out(i, "was still running after its timeout of", timeout)
         assert all(o is not None for o in outcomes)
@@ -279,11 +289,13 @@ class Pool:
         workers: list[Worker],
         indexes: list[int],
         seconds: float,
+        kind: str,
         handle: Any,
         crashed: Any,
     ) -> list[int]:
-        """Read one message from each of ``workers[indexes]`` within
-        ``seconds``; the indexes still waiting at the deadline."""
+        """Read one ``kind`` message from each of ``workers[indexes]`` within
+        ``seconds``; the indexes still waiting at the deadline. A worker that
+        dies, or says anything else, is killed and reported as crashed."""
         waiting = {workers[i].outbox: i for i in indexes}
         deadline = time.monotonic() + seconds
         while waiting:
@@ -295,9 +307,15 @@ class Pool:
                 try:
                     message = workers[i].receive()
                 except (EOFError, OSError):
-                    crashed(i)
-                else:
+                    crashed(i)  # it is gone, or going
+                    continue
+                except pickle.UnpicklingError:
+                    message = None
+                if isinstance(message, tuple) and message and message[0] == kind:
                     handle(i, message)
+                else:  # out of step: never trust it again
+                    workers[i].kill()
+                    crashed(i)
         return sorted(waiting.values())
 
     def _grow(self, size: int, settings_module: str) -> None:
@@ -311,7 +329,12 @@ class Pool:
             return
         if self.directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix="testbed-calls-"))
-        new = [Worker(settings_module, self.directory) for _ in range(missing)]
+        from django.conf import settings
+
+        # What the worker needs before it can import testbed and Django; and
+        # DEBUG as the test run has it (test runners turn it off).
+        hello = {"sys_path": list(sys.path), "debug": bool(settings.DEBUG)}
+        new = [Worker(settings_module, self.directory, hello) for _ in range(missing)]
         failed: list[tuple[Worker, str]] = []
 
         def on_started(i: int, message: Any) -> None:
@@ -321,7 +344,7 @@ class Pool:
             failed.append((new[i], _describe_exit(new[i].reap())))
 
         late = self._collect(
-            new, list(range(len(new))), STARTUP_TIMEOUT, on_started, on_crash
+            new, list(range(len(new))), STARTUP_TIMEOUT, "started", on_started, on_crash
         )
         for i in late:
             new[i].kill()

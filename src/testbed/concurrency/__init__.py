@@ -7,9 +7,10 @@ without its ``INSTALLED_APPS`` entry or ``manage.py`` command::
     results = call_concurrently(5, withdraw, account_id=account.pk, amount=10)
 
 Modules: ``_api`` (the two functions), ``_guard`` (which databases, and can
-the calls see the test's data), ``_pool`` (warm worker processes and the
-start barrier), ``_child`` (the worker), ``_threads`` (``threads=True``),
-``_wire`` (pickling across processes), ``_errors``.
+the calls see the test's data), ``_pool`` (warm workers and the start
+barrier), ``_worker`` (one worker process), ``_child`` (the code it runs),
+``_threads`` (``threads=True``), ``_wire`` (pickling across processes),
+``_errors``.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Each process that makes concurrent calls (a test run, a pytest-xdist worker,
 a Django ``--parallel`` worker) has its own pool. A worker is a fresh Python
-interpreter (spawned, never forked: a forked child would share the parent's
-database sockets) that sets Django up once, then runs one call per batch.
+interpreter (``_worker``) that sets Django up once, then runs one call per
+batch.
 
 A batch, over each worker's pipes:
 
@@ -24,161 +24,27 @@ block) and is copied to this process's stderr after each batch.
 from __future__ import annotations
 
 import atexit
-import itertools
 import os
 import pickle
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 from testbed.concurrency._errors import CrashedProcessError, TerminatedProcessError
 from testbed.concurrency._wire import Outcome
+from testbed.concurrency._worker import Worker, describe_exit
 
 # How long a worker may take to start (import and set Django up), and to
 # get ready for a call (load it, connect): generous, for loaded machines.
 STARTUP_TIMEOUT = 120.0
 # How long shutting down waits for workers to leave on their own.
 _EXIT_GRACE = 5.0
-_TAIL = 4000
-
-# The worker's first lines, before testbed itself can be imported: the
-# parent's sys.path comes over the pipe, never on the command line.
-_BOOT = """\
-import os, pickle, sys
-from multiprocessing.connection import Connection
-inbox = Connection(os.dup(0), writable=False)
-hello = pickle.loads(inbox.recv_bytes())
-sys.path[:] = hello["sys_path"]
-from testbed.concurrency._child import main
-main(inbox, hello)
-"""
 GO = pickle.dumps(("go",))
-_numbers = itertools.count(1)
-
-
-def _describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "is still running"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"was killed by {name} (exit code {returncode})"
-    return f"exited with code {returncode}"
-
-
-class Worker:
-    """One worker process, its two pipes, and the file its stderr goes to."""
-
-    def __init__(
-        self, settings_module: str, directory: Path, hello: dict[str, Any]
-    ) -> None:
-        self.stderr_path = directory / f"worker-{next(_numbers)}.stderr"
-        self.relayed = 0
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module}
-        command = [
-            sys.executable,
-            # -B, -E, -I, -W options...: what multiprocessing's spawn passes.
-            *subprocess._args_from_interpreter_flags(),  # type: ignore[attr-defined]
-            "-c",
-            _BOOT,
-        ]
-        child_in, self_out = os.pipe()
-        self_in, child_out = os.pipe()
-        try:
-            with open(self.stderr_path, "wb") as stderr:
-                self.process = subprocess.Popen(
-                    command, stdin=child_in, stdout=child_out, stderr=stderr, env=env
-                )
-        except BaseException:
-            os.close(self_out)
-            os.close(self_in)
-            raise
-        finally:
-            os.close(child_in)
-            os.close(child_out)
-        self.inbox = Connection(self_out, readable=False)
-        self.outbox = Connection(self_in, writable=False)
-        try:
-            self.inbox.send_bytes(pickle.dumps(hello))
-        except OSError:
-            pass  # it died at once: the handshake reports it
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def receive(self) -> Any:
-        """The next message; EOFError or OSError if the worker died."""
-        return pickle.loads(self.outbox.recv_bytes())
-
-    def stderr_size(self) -> int:
-        try:
-            return self.stderr_path.stat().st_size
-        except OSError:
-            return 0
-
-    def _read_from(self, offset: int) -> bytes:
-        try:
-            with open(self.stderr_path, "rb") as f:
-                f.seek(offset)
-                return f.read()
-        except OSError:
-            return b""
-
-    def stderr_since(self, offset: int) -> str:
-        return self._read_from(offset).decode("utf-8", "replace")
-
-    def stderr_tail(self, offset: int) -> str:
-        text = self.stderr_since(offset)
-        if len(text) > _TAIL:
-            text = "…" + text[-_TAIL:]
-        if not text.strip():
-            return "It wrote nothing to stderr."
-        return "Its stderr ends with:\n" + text.rstrip("\n")
-
-    def relay(self) -> None:
-        """Copy what the worker wrote to stderr since the last relay to ours,
-        where the test runner captures it with the test's output."""
-        data = self._read_from(self.relayed)
-        if data:
-            self.relayed += len(data)
-            sys.stderr.write(data.decode("utf-8", "replace"))
-            sys.stderr.flush()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.reap()
-
-    def reap(self, grace: float = 5.0) -> int | None:
-        """Wait for the worker to end (killing it after ``grace`` seconds)."""
-        try:
-            self.process.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        return self.process.returncode
-
-    def close(self) -> None:
-        """Let go of the pipes and the stderr file (the process is gone)."""
-        for conn in (self.inbox, self.outbox):
-            try:
-                conn.close()
-            except OSError:
-                pass
-        try:
-            self.stderr_path.unlink()
-        except OSError:
-            pass
 
 
 class Pool:
@@ -230,7 +96,7 @@ class Pool:
             outcomes[i] = Outcome.failed(
                 CrashedProcessError(
                     f"The worker process running this call (pid {worker.pid}) "
-                    f"{_describe_exit(code)}. {worker.stderr_tail(marks[i])}",
+                    f"{describe_exit(code)}. {worker.stderr_tail(marks[i])}",
                     returncode=code,
                     stderr=worker.stderr_since(marks[i]),
                 ),
@@ -341,7 +207,7 @@ class Pool:
             self.workers.append(new[i])
 
         def on_crash(i: int) -> None:
-            failed.append((new[i], _describe_exit(new[i].reap())))
+            failed.append((new[i], describe_exit(new[i].reap())))
 
         late = self._collect(
             new, list(range(len(new))), STARTUP_TIMEOUT, "started", on_started, on_crash

@@ -16,6 +16,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "tests.testapp",
+    "tests.races",
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

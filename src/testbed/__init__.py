@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from testbed._config import ConfigurationError
     from testbed._safety import TestbedError, UnsafeOperation
     from testbed._templates import BuildError
+    from testbed.concurrency import (
+        ConcurrencyError,
+        TerminatedProcessError,
+        WrappedError,
+        call_concurrently,
+        make_concurrent_calls,
+    )
     from testbed.testcases import (
         TemplateDBLiveServerTestCase,
         TemplateDBTestCase,
@@ -25,24 +32,34 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BuildError",
+    "ConcurrencyError",
     "ConfigurationError",
     "TemplateDBLiveServerTestCase",
     "TemplateDBTestCase",
     "TemplateDBTransactionTestCase",
+    "TerminatedProcessError",
     "TestbedError",
     "UnsafeOperation",
+    "WrappedError",
+    "call_concurrently",
+    "make_concurrent_calls",
     "use_template_database",
 ]
 
 # Where each public name lives.
 _LOCATIONS = {
     "BuildError": "testbed._templates",
+    "ConcurrencyError": "testbed.concurrency",
     "ConfigurationError": "testbed._config",
     "TemplateDBLiveServerTestCase": "testbed.testcases",
     "TemplateDBTestCase": "testbed.testcases",
     "TemplateDBTransactionTestCase": "testbed.testcases",
+    "TerminatedProcessError": "testbed.concurrency",
     "TestbedError": "testbed._safety",
     "UnsafeOperation": "testbed._safety",
+    "WrappedError": "testbed.concurrency",
+    "call_concurrently": "testbed.concurrency",
+    "make_concurrent_calls": "testbed.concurrency",
     "use_template_database": "testbed.testcases",
 }
 
@@ -52,6 +69,11 @@ def __getattr__(name: str) -> Any:
         module = _LOCATIONS[name]
     except KeyError:
         raise AttributeError(f"module 'testbed' has no attribute {name!r}") from None
+    # Test modules import testbed's names before the runner creates test
+    # databases: record DATABASES as the project configured them.
+    from testbed._config import snapshot_databases
+
+    snapshot_databases()
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

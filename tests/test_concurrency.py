@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from testbed.concurrency import (
 )
 from tests.conftest import ALIAS, unique_db_name
 from tests.races.models import Counter, Ticket
-from tests.test_testcases import PROJECT, Project
+from tests.utils import Project
 
 # --- what the calls run -------------------------------------------------------
 
@@ -857,15 +856,8 @@ def test_thread_errors_keep_their_traceback() -> None:
 def copied_project(vendor: str, tmp_path: Path) -> Iterator[Project]:
     """tests/project copied to a temporary directory, with file SQLite test
     databases, reporting the databases its concurrency checks saw."""
-    root = tmp_path / "project"
-    shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns("__pycache__"))
-    # Django's --parallel clones a SQLite file by copying it alone, losing
-    # what is still in its -wal file: these runs use the rollback journal.
-    settings = root / "settings.py"
-    settings.write_text(
-        settings.read_text().replace("journal_mode=WAL", "journal_mode=DELETE")
-    )
-    proj = Project(root, vendor, unique_db_name("tbq"))
+    # WAL mode, as the project has it: testbed's runner clones those right.
+    proj = Project.copy(tmp_path / "project", vendor, unique_db_name("tbq"))
     proj.env["TESTBED_CACHE_DIR"] = str(tmp_path / "cache")
     proj.env["TESTBED_SQLITE_FILE"] = "1"
     proj.env["CONCURRENCY_REPORT"] = str(tmp_path / "report")

@@ -10,7 +10,7 @@ from django.db import connections
 
 from testbed import _safety
 from testbed._config import ConfigurationError, TemplateSpec
-from testbed._safety import CLONE, Mark, UnsafeOperation
+from testbed._safety import CLONE, TEST, Mark, UnsafeOperation
 
 
 def _mark(name: str, **kwargs: Any) -> str:
@@ -192,3 +192,66 @@ def test_alias_with_an_empty_name_is_refused() -> None:
         "DATABASES['hostile'] has an empty NAME, so testbed cannot derive "
         "its test database name. Set NAME (or TEST['NAME']).",
     )
+
+
+@pytest.mark.parametrize(
+    ("alias", "name", "message"),
+    [
+        (
+            "default",
+            "prod",
+            "DATABASES['default']['TEST']['NAME'] equals its NAME 'prod': a test "
+            "run would replace that database. Give "
+            "DATABASES['default']['TEST']['NAME'] a name of its own.",
+        ),
+        (
+            "other",
+            "prod",
+            "The test database of DATABASES['other'] is named like the NAME of "
+            "DATABASES['default'] 'prod': a test run would replace that database. "
+            "Give DATABASES['other']['TEST']['NAME'] a name of its own.",
+        ),
+        (
+            "default",
+            " ",
+            "DATABASES['default'] gives an empty test database name. Set NAME "
+            "(or TEST['NAME']).",
+        ),
+    ],
+)
+def test_test_database_named_like_a_real_one_is_refused(
+    alias: str, name: str, message: str
+) -> None:
+    from testbed import _config
+
+    original = _config._original
+    _config._original = {
+        "default": {"NAME": "prod", "TEST": {"NAME": "prod"}},
+        "other": {"NAME": "other", "TEST": {"NAME": "prod"}},
+    }
+    try:
+        with pytest.raises(UnsafeOperation) as excinfo:
+            _safety.check_test_name(alias, name)
+    finally:
+        _config._original = original
+    assert excinfo.value.args == (message,)
+
+
+def test_test_database_of_testbed_under_a_configured_test_name(engine: Any) -> None:
+    """A configured TEST['NAME'] is dropped only if testbed made it as a test
+    database; a clone or template mark under that name is refused."""
+    from testbed import _config
+
+    name = engine.base_name
+    original = _config._original
+    _config._original = {"default": {"NAME": "real", "TEST": {"NAME": name}}}
+    try:
+        engine.create_empty(name, _mark(name))
+        with pytest.raises(UnsafeOperation, match="it is configured in DATABASES"):
+            _safety.drop(engine, name)
+        engine.write_mark(name, _mark(name, kind=TEST))
+        _safety.drop(engine, name)
+        assert not engine.exists(name)
+    finally:
+        _config._original = original
+        _drop_foreign(engine, name)

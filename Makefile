@@ -25,4 +25,4 @@ test: setup lint
 	fi
 
 bench: setup
-	.venv/bin/python -m benchmarks
+	.venv/bin/python -m benchmarks --update-readme

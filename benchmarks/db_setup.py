@@ -327,8 +327,9 @@ def ratio(value: float, base: float) -> str:
 def report(results: dict[str, dict[str, float]], runs: int) -> str:
     engines = list(results)
     lines = [
-        "### Test database set-up: 60 migrations, 4 tests",
+        "## Test database set-up",
         "",
+        "benchproject (60 migrations, 25 models) with 4 trivial tests. "
         f"Wall time of the whole command, median of {runs} runs, in ms; in brackets, "
         "testbed's time as a ratio of the Django or pytest-django command above it.",
         "",

@@ -11,6 +11,7 @@ build instead of running migrate.
 from __future__ import annotations
 
 import secrets
+import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -21,7 +22,9 @@ _session = pytest.StashKey[str]()
 
 
 def _django_ready(config: pytest.Config) -> bool:
-    if not config.pluginmanager.hasplugin("django"):
+    # pytest-django imports Django only when it has settings to configure;
+    # importing it here would load Django where the project has none.
+    if not config.pluginmanager.hasplugin("django") or "django.conf" not in sys.modules:
         return False
     from django.conf import settings
 

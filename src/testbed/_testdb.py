@@ -119,17 +119,17 @@ def _create(
         return str(
             _leave_to_django(creation, name, keepdb, built, original, args, kwargs)
         )
-    display = creation._get_database_display_str(verbosity, name)
-    if state == _CURRENT and keepdb:
-        action = "Using existing test database"
+    reuse = state == _CURRENT and keepdb
+    if reuse:
         stats.databases_reused += 1
-    else:
-        action = "Cloning test database"
-        if state == _OUTDATED and keepdb:
-            note(f"recreating test database {name!r} ({why})")
+    elif state == _OUTDATED and keepdb:
+        note(f"recreating test database {name!r} ({why})")
     if verbosity >= 1:
-        creation.log(f"{action} for alias {display} from its {built.spec.label}...")
-    if action.startswith("Cloning"):
+        # Django's own words: logs and scripts look for them.
+        action = "Using existing" if reuse else "Creating"
+        display = creation._get_database_display_str(verbosity, name)
+        creation.log(f"{action} test database for alias {display}...")
+    if not reuse:
         _fresh_clone(engine, name, built, exists=state != _ABSENT)
     _managed[name] = _Managed(name, engine, built, stand_in, locks)
     connection.close()
@@ -173,10 +173,9 @@ def _clone_test_db(*args: Any, **kwargs: Any) -> Any:
                 if outcome == _CURRENT
                 else "Cloning test database"
             )
-            display = creation._get_database_display_str(verbosity, target)
-            creation.log(
-                f"{action} for alias {display} from its {source.template.spec.label}..."
-            )
+            # Django names the source, as its own clone_test_db does.
+            display = creation._get_database_display_str(verbosity, source.name)
+            creation.log(f"{action} for alias {display}...")
         _managed[target] = _Managed(
             target, source.engine, source.template, source.stand_in
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from testbed._config import ConfigurationError, snapshot_databases
 from testbed._safety import TestbedError, UnsafeOperation
+from testbed._sharing import SharingError
 from testbed._templates import BuildError
+from testbed.backends.shared import patch_databases
 from testbed.testcases import (
     TemplateDBLiveServerTestCase,
     TemplateDBTestCase,
@@ -17,11 +19,13 @@ __version__ = "0.1.0"
 __all__ = [
     "BuildError",
     "ConfigurationError",
+    "SharingError",
     "TemplateDBLiveServerTestCase",
     "TemplateDBTestCase",
     "TemplateDBTransactionTestCase",
     "TestbedError",
     "UnsafeOperation",
+    "patch_databases",
     "use_template_database",
 ]
 

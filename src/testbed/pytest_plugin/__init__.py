@@ -13,3 +13,6 @@ Layout (each concern in its own module):
 """
 
 from __future__ import annotations
+
+# Each concern registers its own hooks and fixtures.
+pytest_plugins = ["testbed.pytest_plugin._live_server"]

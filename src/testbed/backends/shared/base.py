@@ -166,10 +166,14 @@ class _Factory(type):
 
     def __getattr__(cls, name: str) -> Any:
         # Class attributes (vendor, display_name, client_class...) are the
-        # inner engine's, when DATABASES wraps one.
+        # inner engine's, when DATABASES wraps just one.
         if name.startswith("__"):
             raise AttributeError(name)
-        return getattr(wrapper_class(inner_engine(None, None)), name)
+        try:
+            inner = inner_engine(None, None)
+        except ImproperlyConfigured as exc:
+            raise AttributeError(str(exc)) from exc
+        return getattr(wrapper_class(inner), name)
 
 
 class DatabaseWrapper(metaclass=_Factory):

@@ -105,7 +105,7 @@ def test_patch_databases_bad_aliases(
 
 
 def test_patch_databases_needs_an_engine() -> None:
-    with pytest.raises(ValueError) as excinfo:
+    with pytest.raises(ValueError, match="has no ENGINE") as excinfo:
         patch_databases({"default": {"NAME": "x"}})
     assert excinfo.value.args == (
         "patch_databases() cannot wrap DATABASES['default']: it has no ENGINE. "

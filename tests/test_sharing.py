@@ -240,9 +240,8 @@ def test_one_thread_at_a_time_shares_an_alias(db_alias: str) -> None:
         with Sharing([connections[db_alias]]):
             pass
 
-    with in_test_transaction(db_alias):
-        with pytest.raises(SharingError) as excinfo:
-            in_thread(share_too)
+    with in_test_transaction(db_alias), pytest.raises(SharingError) as excinfo:
+        in_thread(share_too)
     assert excinfo.value.args == (
         f"Database {db_alias!r} is already shared by another thread's test; only "
         "one thread at a time can share a connection with the others.",

@@ -124,6 +124,37 @@ def test_atomic_blocks_of_twenty_threads_take_turns(db_alias: str) -> None:
     assert committed(db_alias) == 0
 
 
+def test_statements_and_blocks_of_many_threads_interleave(db_alias: str) -> None:
+    # A statement and the reading of its rows happen in one go: on SQLite a
+    # write with unread rows (INSERT … RETURNING) makes another thread's
+    # savepoint fail ("SQL statements in progress").
+    def work(n: int) -> int:
+        try:
+            read = 0
+            for i in range(10):
+                with connections[db_alias].cursor() as cursor:
+                    cursor.execute(
+                        "INSERT INTO item (id, name) VALUES (%s, 'r') RETURNING id",
+                        [1000 * n + i],
+                    )
+                    assert cursor.fetchone() == (1000 * n + i,)
+                    cursor.execute("SELECT id FROM item")
+                    while rows := cursor.fetchmany(7):
+                        read += len(rows)
+                with transaction.atomic(using=db_alias):
+                    insert(db_alias, 1000 * n + 500 + i)
+            return read
+        finally:
+            connections.close_all()
+
+    with in_test_transaction(db_alias):
+        with ThreadPoolExecutor(8) as pool:
+            read = list(pool.map(work, range(1, 9)))
+        assert count(db_alias) == 160
+        assert all(rows > 0 for rows in read)
+    assert committed(db_alias) == 0
+
+
 def test_a_threads_block_holds_the_connection_until_it_ends(db_alias: str) -> None:
     events: list[str] = []
     inside, go = threading.Event(), threading.Event()

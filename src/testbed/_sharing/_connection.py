@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -108,34 +108,74 @@ PATCHED: dict[str, Callable[[BaseDatabaseWrapper, Callable[..., Any]], Any]] = {
 
 
 class LockedCursor:
-    """Mixed into a shared connection's cursor wrappers: every call that
-    reaches the driver holds the lock."""
+    """Mixed into a shared connection's cursor wrappers: a statement and the
+    reading of its rows happen under the lock, in one go.
+
+    The rows are read as the statement runs: SQLite steps a statement as its
+    rows are fetched, and while one is unfinished another thread's
+    statement on the connection can fail ("cannot open savepoint - SQL
+    statements in progress"). Other calls that reach the driver hold the
+    lock too.
+    """
+
+    _testbed_rows: Sequence[Any] | None = None
+    _testbed_next = 0
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         with LOCK:
-            return super().execute(*args, **kwargs)  # type: ignore[misc]
+            result = super().execute(*args, **kwargs)  # type: ignore[misc]
+            self._testbed_read()
+            return result
 
     def executemany(self, *args: Any, **kwargs: Any) -> Any:
         with LOCK:
-            return super().executemany(*args, **kwargs)  # type: ignore[misc]
+            result = super().executemany(*args, **kwargs)  # type: ignore[misc]
+            self._testbed_read()
+            return result
 
     def callproc(self, *args: Any, **kwargs: Any) -> Any:
         with LOCK:
-            return super().callproc(*args, **kwargs)  # type: ignore[misc]
+            result = super().callproc(*args, **kwargs)  # type: ignore[misc]
+            self._testbed_read()
+            return result
+
+    def _testbed_read(self) -> None:
+        cursor = self.cursor
+        self._testbed_rows, self._testbed_next = None, 0
+        if cursor.description is not None:
+            with self.db.wrap_database_errors:
+                self._testbed_rows = cursor.fetchall()
+
+    def _testbed_take(self, count: int | None) -> Sequence[Any]:
+        assert self._testbed_rows is not None
+        start = self._testbed_next
+        stop = len(self._testbed_rows) if count is None else start + count
+        self._testbed_next = min(stop, len(self._testbed_rows))
+        return self._testbed_rows[start:stop]
+
+    def fetchone(self) -> Any:
+        if self._testbed_rows is None:
+            return self.__getattr__("fetchone")()
+        rows = self._testbed_take(1)
+        return rows[0] if rows else None
+
+    def fetchmany(self, size: int | None = None) -> Any:
+        if self._testbed_rows is None:
+            return self.__getattr__("fetchmany")(*(() if size is None else (size,)))
+        return self._testbed_take(self.cursor.arraysize if size is None else size)
+
+    def fetchall(self) -> Any:
+        if self._testbed_rows is None:
+            return self.__getattr__("fetchall")()
+        return self._testbed_take(None)
 
     def __getattr__(self, name: str) -> Any:
-        # fetchone(), nextset(), close()... of the driver's cursor.
+        # nextset(), close()... of the driver's cursor.
         attr = super().__getattr__(name)  # type: ignore[misc]
         return under_lock(attr) if callable(attr) else attr
 
     def __iter__(self) -> Iterator[Any]:
-        rows = super().__iter__()  # type: ignore[misc]
-        while True:
-            with LOCK:
-                try:
-                    row = next(rows)
-                except StopIteration:
-                    return
+        while (row := self.fetchone()) is not None:
             yield row
 
 

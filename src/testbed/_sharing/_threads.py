@@ -75,21 +75,25 @@ class Unit:
     def finish(self) -> None:
         try:
             for share, conn, guard in reversed(list(self.guards.values())):
-                left = _close_blocks_above(conn, guard)
+                left = _blocks_above(conn, guard)
                 if left:
                     share.problems.append(
-                        f"{self.label[0].upper()}{self.label[1:]} left {left} "
+                        f"{self.label[0].upper()}{self.label[1:]} left {len(left)} "
                         f"transaction.atomic() block(s) open on database "
                         f"{share.alias!r}; testbed rolled them back so the test's "
                         "transaction survives. Exit every atomic block a view "
                         "enters (use `with transaction.atomic():`)."
                     )
                 try:
-                    ATOMIC_EXIT(guard, None, None, None)
-                except Exception:
-                    # The request broke the transaction (a failed statement on
-                    # PostgreSQL): Django rolled back to the guard's savepoint.
-                    pass
+                    for block in reversed(left):
+                        block.__exit__(_LeftOpen, _LeftOpen("left open"), None)
+                finally:
+                    try:
+                        ATOMIC_EXIT(guard, None, None, None)
+                    except Exception:
+                        # The request broke the transaction (a failed statement
+                        # on PostgreSQL): Django rolled back to the savepoint.
+                        pass
         finally:
             self.guards.clear()
             if self.holding:
@@ -97,15 +101,11 @@ class Unit:
                 LOCK.release()
 
 
-def _close_blocks_above(conn: BaseDatabaseWrapper, guard: Atomic) -> int:
+def _blocks_above(conn: BaseDatabaseWrapper, guard: Atomic) -> list[Atomic]:
+    """The atomic blocks a request left open on ``conn`` (above its guard)."""
     blocks = conn.atomic_blocks
     position = next((i for i, b in enumerate(blocks) if b is guard), None)
-    if position is None:
-        return 0
-    left = blocks[position + 1 :]
-    for block in reversed(left):
-        block.__exit__(_LeftOpen, _LeftOpen("left open by a request"), None)
-    return len(left)
+    return [] if position is None else list(blocks[position + 1 :])
 
 
 def handle_one_request(self: WSGIRequestHandler) -> None:

@@ -41,7 +41,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
 from benchmarks import isolation
-from benchmarks.__main__ import engine_label, environment, ms, ratio, table
+from benchmarks.__main__ import _split, engine_label, environment, ms, ratio, table
 from benchmarks.isolation import (
     Timed,
     expected_counts,
@@ -291,16 +291,6 @@ def run_worker(engine: str, size: str, tests: int) -> dict[str, Any]:
         "strategies": {},
         "errors": {"run": failure or "no result written"},
     }
-
-
-def _split(value: str, allowed: tuple[str, ...]) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in items if v not in allowed]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown: {', '.join(unknown)} (choose from {', '.join(allowed)})"
-        )
-    return items
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,3 +125,35 @@ def _db_access(django_db_blocker: Any) -> Iterator[None]:
     # pytest-django's blocker is for the projects testbed serves.
     with django_db_blocker.unblock():
         yield
+
+
+@pytest.fixture(params=["databases", "shared-engine"])
+def db_alias(
+    request: pytest.FixtureRequest,
+    engine: Any,
+    test_settings: dict[str, Any],
+    vendor: str,
+) -> Iterator[str]:
+    """A DATABASES alias on a new database of ``vendor`` holding one table,
+    ``item (id, name)``: on the vendor's own ENGINE, then on
+    testbed.backends.shared. The database is dropped afterwards."""
+    from django.db import connections
+
+    from testbed import patch_databases
+
+    engine.create_empty(engine.base_name, '"testbed test database"')
+    alias = f"tb_{vendor}_{os.getpid()}_{next(_names)}"
+    entry = {**test_settings, "NAME": engine.base_name}
+    if request.param == "shared-engine":
+        entry = patch_databases({alias: entry})[alias]
+    connections.settings[alias] = entry
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE item (id INTEGER PRIMARY KEY, name VARCHAR(50) NOT NULL)"
+        )
+    try:
+        yield alias
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]

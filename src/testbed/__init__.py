@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from testbed._config import ConfigurationError
     from testbed._safety import TestbedError, UnsafeOperation
+    from testbed._sharing import SharingError
     from testbed._templates import BuildError
+    from testbed.backends.shared import patch_databases
     from testbed.concurrency import (
         ConcurrencyError,
         TerminatedProcessError,
@@ -34,6 +36,7 @@ __all__ = [
     "BuildError",
     "ConcurrencyError",
     "ConfigurationError",
+    "SharingError",
     "TemplateDBLiveServerTestCase",
     "TemplateDBTestCase",
     "TemplateDBTransactionTestCase",
@@ -43,6 +46,7 @@ __all__ = [
     "WrappedError",
     "call_concurrently",
     "make_concurrent_calls",
+    "patch_databases",
     "use_template_database",
 ]
 
@@ -51,6 +55,7 @@ _LOCATIONS = {
     "BuildError": "testbed._templates",
     "ConcurrencyError": "testbed.concurrency",
     "ConfigurationError": "testbed._config",
+    "SharingError": "testbed._sharing",
     "TemplateDBLiveServerTestCase": "testbed.testcases",
     "TemplateDBTestCase": "testbed.testcases",
     "TemplateDBTransactionTestCase": "testbed.testcases",
@@ -60,6 +65,7 @@ _LOCATIONS = {
     "WrappedError": "testbed.concurrency",
     "call_concurrently": "testbed.concurrency",
     "make_concurrent_calls": "testbed.concurrency",
+    "patch_databases": "testbed.backends.shared",
     "use_template_database": "testbed.testcases",
 }
 

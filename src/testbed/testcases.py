@@ -8,6 +8,10 @@ django-ttdb's API, on current Django:
   ``TemplateDBLiveServerTestCase`` take ``template_database`` and
   ``reload_after_test`` class attributes.
 
+And django-shareddb's: ``LiveServerTestCase`` and
+``StaticLiveServerTestCase``, Django's with ``TestCase`` semantics: the live
+server shares the test's connections (``testbed._live_testcases``).
+
 A class is pointed at its clones before ``setUpClass`` opens its
 transactions, so class fixtures and ``setUpTestData`` land in the clone.
 """
@@ -20,10 +24,22 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from django.test import LiveServerTestCase, TestCase, TransactionTestCase
+from django.test import LiveServerTestCase as DjangoLiveServerTestCase
+from django.test import TestCase, TransactionTestCase
 
 from testbed._activation import Activation, teardown_without_flush, template_names
 from testbed._config import snapshot_databases
+from testbed._live_testcases import LiveServerTestCase, StaticLiveServerTestCase
+from testbed._sharing import on_shared_engine
+
+__all__ = [
+    "LiveServerTestCase",
+    "StaticLiveServerTestCase",
+    "TemplateDBLiveServerTestCase",
+    "TemplateDBTestCase",
+    "TemplateDBTransactionTestCase",
+    "use_template_database",
+]
 
 _T = TypeVar("_T")
 _INSTALLED = "_testbed_installed"
@@ -60,7 +76,7 @@ def _method_of(test: Any) -> _TemplateMethod | None:
 def _end_class_activation(cls: type[Any], activation: Activation) -> None:
     cls._testbed_activation = None
     try:
-        if activation.reload and issubclass(cls, LiveServerTestCase):
+        if activation.reload and issubclass(cls, DjangoLiveServerTestCase):
             activation.restore()  # once per class, as django-ttdb did
     finally:
         activation.stop()
@@ -129,7 +145,7 @@ def _install(klass: type[Any]) -> None:
         if (
             class_activation is not None
             and class_activation.reload
-            and not issubclass(cls, LiveServerTestCase)
+            and not issubclass(cls, DjangoLiveServerTestCase)
         ):
             class_activation.restore()
         teardown_without_flush(self, served, fixture_teardown)
@@ -261,11 +277,23 @@ class TemplateDBTransactionTestCase(TransactionTestCase):
 
 class TemplateDBLiveServerTestCase(LiveServerTestCase):
     """``LiveServerTestCase`` on clones of ``template_database``, which the
-    server thread sees too. The clone is brought back to the template's
-    state once, after the class (unless ``reload_after_test = False``)."""
+    server thread sees too.
+
+    As django-ttdb's, its tests commit and the clone is brought back to the
+    template's state once, after the class (unless ``reload_after_test =
+    False``). On ``testbed.backends.shared`` it is a ``TestCase`` instead:
+    the server shares the test's connection and each test rolls back.
+    """
 
     template_database: str | Sequence[str] | None = None
     reload_after_test: bool = True
+
+    @classmethod
+    def _databases_support_transactions(cls) -> bool:
+        # False makes TestCase behave as TransactionTestCase.
+        return on_shared_engine(cls.databases) and bool(
+            super()._databases_support_transactions()  # type: ignore[misc]
+        )
 
 
 # Test modules import this before the runner creates test databases: the

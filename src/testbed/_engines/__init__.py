@@ -6,7 +6,14 @@ from typing import Any
 
 from testbed._engines._base import DatabaseInfo, Engine, EngineError
 
-__all__ = ["DatabaseInfo", "Engine", "EngineError", "engine_for", "vendor_of"]
+__all__ = [
+    "DatabaseInfo",
+    "Engine",
+    "EngineError",
+    "backend_of",
+    "engine_for",
+    "vendor_of",
+]
 
 _VENDORS = {
     "sqlite": "testbed._engines.sqlite:SQLiteEngine",
@@ -15,12 +22,17 @@ _VENDORS = {
 }
 
 
-def vendor_of(settings: dict[str, Any]) -> str:
-    """The vendor of a ``DATABASES`` entry, from its backend's ``vendor``."""
+def backend_of(settings: dict[str, Any]) -> Any:
+    """The Django backend module of a ``DATABASES`` entry; for a wrapping
+    engine (``testbed.backends.shared``), the ``INNER_ENGINE`` it wraps."""
     from django.db.utils import load_backend
 
-    backend = load_backend(settings["ENGINE"])
-    return str(backend.DatabaseWrapper.vendor)
+    return load_backend(settings.get("INNER_ENGINE") or settings["ENGINE"])
+
+
+def vendor_of(settings: dict[str, Any]) -> str:
+    """The vendor of a ``DATABASES`` entry, from its backend's ``vendor``."""
+    return str(backend_of(settings).DatabaseWrapper.vendor)
 
 
 def engine_for(settings: dict[str, Any], alias: str) -> Engine:

@@ -80,9 +80,9 @@ class Engine(abc.ABC):
 
     def connect(self, name: str) -> BaseDatabaseWrapper:
         """A new, private Django connection to database ``name``."""
-        from django.db.utils import load_backend
+        from testbed._engines import backend_of
 
-        backend = load_backend(self.settings["ENGINE"])
+        backend = backend_of(self.settings)
         wrapper: BaseDatabaseWrapper = backend.DatabaseWrapper(
             self.settings_for(name), f"__testbed_{self.alias}"
         )

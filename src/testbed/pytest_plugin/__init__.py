@@ -7,6 +7,8 @@ imported lazily: the plugin loads before settings are configured.
 - ``_setup``: schema-safe ``--reuse-db`` and ``--create-db``, one build shared
   by xdist workers, the session summary.
 - ``_templates``: the ``template_database`` marker and fixture.
+- ``_live_server``: ``live_server`` with a plain ``django_db`` test, sharing
+  the test's connection instead of flushing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from testbed.pytest_plugin._templates import (
     pytest_itemcollected,
     template_database,
 )
+
+# live_server on a plain django_db test registers its own hooks and fixtures.
+pytest_plugins = ["testbed.pytest_plugin._live_server"]
 
 __all__ = [
     "pytest_itemcollected",

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from testbed.pytest_plugin._live_server import shares
+
 if TYPE_CHECKING:
     from testbed._activation import Activation
 
@@ -74,8 +76,12 @@ def _django_db_options(request: pytest.FixtureRequest) -> tuple[bool, Any]:
     transactional, databases = (
         signature(*marker.args, **marker.kwargs) if marker else (False, None)
     )
-    transactional = transactional or any(
-        name in request.fixturenames for name in _TRANSACTIONAL_FIXTURES
+    transactional = (
+        transactional
+        or any(name in request.fixturenames for name in _TRANSACTIONAL_FIXTURES)
+        # live_server commits only where testbed does not share the test's
+        # connection with it.
+        or ("live_server" in request.fixturenames and not shares(request.node))
     )
     return transactional, databases
 

@@ -88,9 +88,9 @@ class MySQLConnections(Engine):
         if settings is None:
             wrapper = self.connect(name)
         else:
-            from django.db.utils import load_backend
+            from testbed._engines import backend_of
 
-            backend = load_backend(settings["ENGINE"])
+            backend = backend_of(settings)
             wrapper = backend.DatabaseWrapper(
                 settings, f"__testbed_{self.alias}_source"
             )

@@ -157,12 +157,12 @@ class PostgreSQLConnections(Engine):
         self, source: dict[str, Any]
     ) -> contextlib.AbstractContextManager[BaseDatabaseWrapper]:
         """A connection to the database ``source``, closed after the ``with``."""
-        from django.db.utils import load_backend
+        from testbed._engines import backend_of
 
         settings = {**source, "OPTIONS": dict(source.get("OPTIONS") or {})}
         settings["OPTIONS"].pop("pool", None)
         settings["OPTIONS"].setdefault("application_name", "testbed")
-        backend = load_backend(settings["ENGINE"])
+        backend = backend_of(settings)
         wrapper: BaseDatabaseWrapper = backend.DatabaseWrapper(
             settings, f"__testbed_{self.alias}"
         )

@@ -135,7 +135,7 @@ class PostgreSQLCopying(PostgreSQLConnections):
             )
 
     def _dump_restore(self, source: dict[str, Any], target: str) -> None:
-        from django.db.utils import load_backend
+        from testbed._engines import backend_of
 
         name = str(source["NAME"])
         pg_dump, psql = shutil.which("pg_dump"), shutil.which("psql")
@@ -148,7 +148,7 @@ class PostgreSQLCopying(PostgreSQLConnections):
         def command(
             settings: dict[str, Any], program: str, args: list[str]
         ) -> tuple[list[str], dict[str, str]]:
-            client = load_backend(settings["ENGINE"]).DatabaseWrapper.client_class
+            client = backend_of(settings).DatabaseWrapper.client_class
             argv, env = client.settings_to_cmd_args_env(settings, args)
             return [program, *argv[1:]], env or {}
 

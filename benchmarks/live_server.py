@@ -28,9 +28,7 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import urllib.request
@@ -41,7 +39,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
 from benchmarks import isolation
-from benchmarks.__main__ import _split, engine_label, environment, ms, ratio, table
+from benchmarks._report import (
+    engine_label,
+    environment,
+    ms,
+    ratio,
+    run_json_worker,
+    split_choices,
+    table,
+)
 from benchmarks.isolation import (
     Timed,
     expected_counts,
@@ -264,24 +270,10 @@ def report(results: list[dict[str, Any]], command: str, seconds: float) -> str:
 
 
 def run_worker(engine: str, size: str, tests: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "result.json"
-        command = [sys.executable, "-m", "benchmarks.live_server", "--worker"]
-        command += ["--engines", engine, "--sizes", size, "--tests", str(tests)]
-        command += ["--output", str(path)]
-        try:
-            done = subprocess.run(
-                command,
-                cwd=Path(__file__).resolve().parent.parent,
-                timeout=WORKER_TIMEOUT,
-                stdout=sys.stderr,
-            )
-            failure = f"exit status {done.returncode}" if done.returncode else ""
-        except subprocess.TimeoutExpired:
-            failure = f"timed out after {WORKER_TIMEOUT}s"
-        if not failure and path.exists():
-            result: dict[str, Any] = json.loads(path.read_text())
-            return result
+    args = ["--worker", "--engines", engine, "--sizes", size, "--tests", str(tests)]
+    result, failure = run_json_worker("benchmarks.live_server", args, WORKER_TIMEOUT)
+    if result is not None:
+        return dict(result)
     return {
         "engine": engine,
         "size": size,
@@ -299,13 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--engines",
-        type=lambda v: _split(v, ENGINES),
+        type=lambda v: split_choices(v, ENGINES),
         default=list(ENGINES),
         help=f"comma-separated, from {', '.join(ENGINES)} (default: all)",
     )
     parser.add_argument(
         "--sizes",
-        type=lambda v: _split(v, SIZES),
+        type=lambda v: split_choices(v, SIZES),
         default=list(SIZES),
         help="comma-separated data sets, from small, medium (default: both)",
     )

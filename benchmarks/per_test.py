@@ -15,14 +15,20 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._report import (
+    engine_label,
+    environment,
+    ms,
+    ratio,
+    run_json_worker,
+    split_choices,
+    table,
+)
 from benchmarks.isolation import (
     FLUSH,
     FLUSH_RELOAD,
@@ -48,54 +54,12 @@ ROWS = (
 )
 
 
-def engine_label(result: dict[str, Any]) -> str:
-    engine = result["engine"]
-    if engine == "sqlite":
-        return "SQLite (file)"
-    if engine == "sqlite-memory":
-        return "SQLite (memory)"
-    if engine == "postgresql":
-        return "PostgreSQL"
-    server = result.get("versions", {}).get("server", "")
-    return "MariaDB" if "mariadb" in server.lower() else "MySQL"
-
-
 # --- formatting -------------------------------------------------------------------
-
-
-def ms(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value < 10:
-        return f"{value:.2f}"
-    if value < 100:
-        return f"{value:.1f}"
-    return f"{value:,.0f}"
-
-
-def ratio(value: float, base: float) -> str:
-    """``value / base`` as "3.1×" or "0.42×", or as "1/40" below a tenth."""
-    if base <= 0 or value <= 0:
-        return "—"
-    r = value / base
-    if r >= 10:
-        return f"{r:,.0f}×"
-    if r >= 0.95:
-        return f"{r:.1f}×"
-    if r >= 0.1:
-        return f"{r:.2f}×"
-    return f"1/{base / value:,.0f}"
 
 
 def median(result: dict[str, Any], key: str) -> float | None:
     found = result["strategies"].get(key)
     return found["median_ms"] if found else None
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def size_section(size: str, results: list[dict[str, Any]]) -> str:
@@ -240,51 +204,6 @@ def errors_section(results: list[dict[str, Any]]) -> str:
     return "Failures:\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-def environment(results: list[dict[str, Any]]) -> str:
-    versions: dict[str, str] = {}
-    for r in results:
-        for key, value in r.get("versions", {}).items():
-            if key == "server":
-                key, value = engine_label(r), server_version(value)
-            versions.setdefault(key, value)
-    testbed = next(
-        (r["testbed"]["version"] for r in results if "version" in r["testbed"]), "?"
-    )
-    commit = _git("rev-parse", "--short", "HEAD")
-    dirty = (
-        " (with uncommitted changes)"
-        if _git("status", "--porcelain", "--", "../src")
-        else ""
-    )
-    parts = [f"{k} {v}" for k, v in versions.items()]
-    return (
-        f"testbed {testbed} at {commit}{dirty}; "
-        + ", ".join(parts)
-        + f"; {os.cpu_count()} CPUs"
-    )
-
-
-def server_version(version: str) -> str:
-    """ "15.20" from PostgreSQL's version(), "10.11.19" from MariaDB's."""
-    words = version.replace("-", " ").split()
-    if words and words[0] == "PostgreSQL":
-        return words[1]
-    return words[0] if words else version
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(
-            ["git", *args],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
 def report(results: list[dict[str, Any]], command: str, seconds: float) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
@@ -313,36 +232,14 @@ def report(results: list[dict[str, Any]], command: str, seconds: float) -> str:
 def run_worker(
     engine: str, size: str, tests: int, keep_template: bool
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "result.json"
-        command = [
-            sys.executable,
-            "-m",
-            "benchmarks.isolation",
-            "--engine",
-            engine,
-            "--size",
-            size,
-            "--tests",
-            str(tests),
-            "--json",
-            str(path),
-        ]
-        if keep_template:
-            command.append("--keep-template")
-        try:
-            done = subprocess.run(
-                command,
-                cwd=Path(__file__).resolve().parent.parent,
-                timeout=WORKER_TIMEOUT,
-                stdout=sys.stderr,
-            )
-            failure = f"exit status {done.returncode}" if done.returncode else ""
-        except subprocess.TimeoutExpired:
-            failure = f"timed out after {WORKER_TIMEOUT}s"
-        if not failure and path.exists():
-            result: dict[str, Any] = json.loads(path.read_text())
-            return result
+    args = ["--engine", engine, "--size", size, "--tests", str(tests)]
+    if keep_template:
+        args.append("--keep-template")
+    result, failure = run_json_worker(
+        "benchmarks.isolation", args, WORKER_TIMEOUT, output_flag="--json"
+    )
+    if result is not None:
+        return dict(result)
     return {
         "engine": engine,
         "size": size,
@@ -356,29 +253,19 @@ def run_worker(
     }
 
 
-def _split(value: str, allowed: tuple[str, ...]) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in items if v not in allowed]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown: {', '.join(unknown)} (choose from {', '.join(allowed)})"
-        )
-    return items
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.per_test", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--engines",
-        type=lambda v: _split(v, ENGINES),
+        type=lambda v: split_choices(v, ENGINES),
         default=list(DEFAULT_ENGINES),
         help=f"comma-separated, from {', '.join(ENGINES)} (default: {','.join(DEFAULT_ENGINES)})",
     )
     parser.add_argument(
         "--sizes",
-        type=lambda v: _split(v, SIZES),
+        type=lambda v: split_choices(v, SIZES),
         default=None,
         help="comma-separated data sets, from small, medium (default: both; small with --quick)",
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.pytest_plugin import _setup, _templates
+from testbed.pytest_plugin import _live_server, _setup, _templates
 from testbed.pytest_plugin._setup import (
     pytest_fixture_setup,
     pytest_sessionfinish,
@@ -26,9 +26,6 @@ from testbed.pytest_plugin._templates import (
     pytest_itemcollected,
     template_database,
 )
-
-# live_server on a plain django_db test registers its own hooks and fixtures.
-pytest_plugins = ["testbed.pytest_plugin._live_server"]
 
 __all__ = [
     "pytest_itemcollected",
@@ -46,3 +43,4 @@ def pytest_configure(config: pytest.Config) -> None:
     # trylast: after pytest-django's, which configures Django.
     _templates.configure(config)
     _setup.configure(config)
+    _live_server.configure(config)

@@ -12,8 +12,8 @@ that ask for ``transaction=True``, ``transactional_db``, reset sequences,
 or no database at all, get pytest-django's behaviour unchanged.
 
 The two fixtures below override pytest-django's of the same names and call
-them; they are registered after pytest-django's in ``pytest_configure``,
-as pytest takes the fixture registered last.
+them; they are registered after pytest-django's, from the plugin's
+``pytest_configure`` (trylast), as pytest takes the fixture registered last.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def _order(item: pytest.Item) -> int:
     return 0 if flags is not None or "db" in names else 2
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_configure(config: pytest.Config) -> None:
+def configure(config: pytest.Config) -> None:
+    """Called from the plugin's ``pytest_configure`` (trylast)."""
     if config.pluginmanager.hasplugin("django"):
         config.pluginmanager.register(LiveServerFixtures(), "testbed-live-server")

@@ -23,6 +23,21 @@ def template_names(value: str | Sequence[str] | None, *, where: str) -> tuple[st
     return names
 
 
+# The attribute a use_template_database()-decorated test method carries.
+METHOD_TEMPLATES = "_testbed_templates"
+
+
+def method_templates(test: Any) -> tuple[str, ...]:
+    """The templates a unittest test's method is decorated with, if any."""
+    klass, name = type(test), getattr(test, "_testMethodName", None)
+    if name is None:
+        return ()
+    found = klass.__dict__.get(name)
+    if found is None:
+        found = getattr(klass, name, None)
+    return tuple(getattr(found, METHOD_TEMPLATES, ()))
+
+
 class Activation:
     """Aliases pointed at this process's clones of some templates."""
 

@@ -20,7 +20,7 @@ from typing import Any
 from django.test.runner import DiscoverRunner
 
 from testbed import _config, _stats, _templates, _testdb
-from testbed._activation import template_names
+from testbed._activation import method_templates, template_names
 
 
 def _tests(
@@ -35,17 +35,13 @@ def _tests(
 
 def templates_used(suite: unittest.TestSuite) -> list[str]:
     """The names of the templates the tests in ``suite`` ask for."""
-    from testbed.testcases import _method_of
-
     names: dict[str, None] = {}
     for test in _tests(suite):
         klass = type(test)
         value = getattr(klass, "template_database", None)
         if value is not None:
             names.update(dict.fromkeys(template_names(value, where=klass.__qualname__)))
-        method = _method_of(test) if hasattr(test, "_testMethodName") else None
-        if method is not None:
-            names.update(dict.fromkeys(method.names))
+        names.update(dict.fromkeys(method_templates(test)))
     return list(names)
 
 

@@ -27,7 +27,12 @@ from typing import Any, TypeVar, overload
 from django.test import LiveServerTestCase as DjangoLiveServerTestCase
 from django.test import TestCase, TransactionTestCase
 
-from testbed._activation import Activation, teardown_without_flush, template_names
+from testbed._activation import (
+    METHOD_TEMPLATES,
+    Activation,
+    teardown_without_flush,
+    template_names,
+)
 from testbed._config import snapshot_databases
 from testbed._live_testcases import LiveServerTestCase, StaticLiveServerTestCase
 from testbed._sharing import on_shared_engine
@@ -166,6 +171,7 @@ class _TemplateMethod:
         functools.update_wrapper(self, func)
         self.func = func
         self.names = names
+        setattr(self, METHOD_TEMPLATES, names)
         self.reload_after_test = reload_after_test
 
     def __set_name__(self, owner: type, name: str) -> None:

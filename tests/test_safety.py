@@ -255,3 +255,23 @@ def test_test_database_of_testbed_under_a_configured_test_name(engine: Any) -> N
     finally:
         _config._original = original
         _drop_foreign(engine, name)
+
+
+def test_same_names_on_other_servers_and_in_memory_are_no_conflict() -> None:
+    """pytest-django's own test settings name a mirror's database like the
+    primary's in-memory test database; and a name is only the same database
+    on the same server."""
+    from testbed import _config
+
+    memory = "file:memorydb_default?mode=memory&cache=shared"
+    original = _config._original
+    _config._original = {
+        "default": {"ENGINE": "e", "NAME": "shop", "TEST": {}},
+        "replica": {"ENGINE": "e", "NAME": memory, "TEST": {"MIRROR": "default"}},
+        "reports": {"ENGINE": "e", "HOST": "reports.internal", "NAME": "test_shop"},
+    }
+    try:
+        _safety.check_test_name("default", memory)
+        _safety.check_test_name("default", "test_shop")
+    finally:
+        _config._original = original

@@ -100,15 +100,34 @@ def clone_suffix(template: str, token: str) -> str:
     return f"tbc_{slug(template)}_{token}"
 
 
+def _in_memory(name: str) -> bool:
+    # An in-memory SQLite database lives as long as its connections: there
+    # is nothing on disk for a test run to replace.
+    return name == ":memory:" or "mode=memory" in name
+
+
+def _server(entry: dict[str, Any]) -> tuple[str, str, str]:
+    return (
+        str(entry.get("ENGINE") or ""),
+        str(entry.get("HOST") or ""),
+        str(entry.get("PORT") or ""),
+    )
+
+
 def real_names() -> dict[str, str]:
     """The project's own databases: each alias's ``NAME`` as configured,
     before test set-up renamed anything; name to alias."""
+    return {name: alias for (_, name), alias in _real_databases().items()}
+
+
+def _real_databases() -> dict[tuple[tuple[str, str, str], str], str]:
+    """(server, NAME) of each alias's own database, to the alias."""
     from testbed._config import original_databases
 
     return {
-        str(entry["NAME"]): alias
+        (_server(entry), str(entry["NAME"])): alias
         for alias, entry in original_databases().items()
-        if entry.get("NAME")
+        if entry.get("NAME") and not _in_memory(str(entry["NAME"]))
     }
 
 
@@ -135,7 +154,10 @@ def check_test_name(alias: str, name: str) -> None:
             f"DATABASES[{alias!r}] gives an empty test database name. Set NAME "
             "(or TEST['NAME'])."
         )
-    owner = real_names().get(name)
+    from testbed._config import original_databases
+
+    server = _server(original_databases().get(alias) or {})
+    owner = _real_databases().get((server, name))
     if owner is not None:
         where = (
             f"DATABASES[{alias!r}]['TEST']['NAME'] equals its NAME"

@@ -39,6 +39,9 @@ _finalizer_registered = False
 # what earlier sessions built (pytest's --create-db).
 SESSION = secrets.token_hex(8)
 _force = False
+# migrate's verbosity when a build runs it: Django's, one below the test
+# run's (set by whoever asks for a test database).
+migrate_verbosity = 0
 # What forked children inherited: kept referenced, never closed, since
 # closing a connection in a child would end the parent's session.
 _inherited: list[Any] = []
@@ -285,7 +288,11 @@ def _migrate(spec: TemplateSpec) -> None:
         settings.MIGRATION_MODULES = {app.label: None for app in apps.get_app_configs()}
     try:
         call_command(
-            "migrate", verbosity=0, interactive=False, database=alias, run_syncdb=True
+            "migrate",
+            verbosity=migrate_verbosity,
+            interactive=False,
+            database=alias,
+            run_syncdb=True,
         )
     finally:
         settings.MIGRATION_MODULES = old_modules

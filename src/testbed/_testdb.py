@@ -109,6 +109,8 @@ def _create(
     verbosity, keepdb = call.get("verbosity", 1), bool(call.get("keepdb"))
     name = creation._get_test_db_name()
     _safety.check_test_name(alias, name)
+    # As Django's create_test_db reports migrate: one level lower.
+    _templates.migrate_verbosity = max(verbosity - 1, 0)
     built = _templates.template(_templates.schema_spec(alias))
     engine = built.engine
     locks = contextlib.ExitStack()

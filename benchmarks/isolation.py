@@ -235,7 +235,7 @@ def run_testbed(
     info: dict[str, Any] = out["testbed"]
     try:
         import testbed
-        from testbed import _config, _templates
+        from testbed import _clones, _config, _templates
         from testbed._stats import stats
 
         info["version"] = testbed.__version__
@@ -278,7 +278,7 @@ def run_testbed(
         info["methods"] = describe_engine(engine)
 
         start = time.perf_counter()
-        _templates.working_clone(spec)
+        _clones.working_clone(spec)
         info["clone_ms"] = (time.perf_counter() - start) * 1000
     except Exception:
         out["errors"][TESTBED_TTC] = out["errors"][TESTBED_TC] = traceback.format_exc()
@@ -314,7 +314,7 @@ def run_testbed(
         try:
             from testbed import _safety
 
-            _templates.drop_working_clones()
+            _clones.drop_working_clones()
             _safety.drop(built.engine, built.name)
             built.engine.close()
         except Exception:

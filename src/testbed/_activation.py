@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from testbed import _switch, _templates
+from testbed import _clones, _switch
 from testbed._config import ConfigurationError, template
 
 
@@ -44,7 +44,7 @@ class Activation:
     def __init__(self, names: Sequence[str], *, reload: bool) -> None:
         self.names = tuple(names)
         self.reload = reload
-        self._clones: list[_templates.WorkingClone] = []
+        self._clones: list[_clones.WorkingClone] = []
         self._saved: list[_switch._Saved] = []
         self.aliases: set[str] = set()
 
@@ -62,9 +62,9 @@ class Activation:
                 served[alias] = spec.name
         try:
             for spec in specs:
-                clone = _templates.working_clone(spec)
+                clone = _clones.working_clone(spec)
                 if self.reload:
-                    _templates.prepare_restores(clone)
+                    _clones.prepare_restores(clone)
                 self._clones.append(clone)
                 for alias in spec.aliases:
                     for target in (alias, *_switch.mirrors_of(alias)):
@@ -79,7 +79,7 @@ class Activation:
         for alias in self.aliases:
             _switch.close(alias)
         for clone in self._clones:
-            _templates.restore(clone)
+            _clones.restore(clone)
 
     def stop(self) -> None:
         while self._saved:

@@ -1,19 +1,18 @@
-"""Template databases: build once per fingerprint, clone per process, restore.
+"""Template databases: each built once per fingerprint, shared by every process.
 
 A template is built under a cross-process lock, marked complete only when
-everything succeeded, then sealed. Each process gets its own working clone
-of a template and brings it back to the template's state when a test asks
-for that, by restoring the tables that changed where the engine can, or by
-a fresh clone.
+everything succeeded, then sealed. An alias's schema (migrated, or synced
+from models) is a template of its own, which test databases and the
+alias's other templates are cloned from. ``testbed._clones`` gives each
+process its working clones of them.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from testbed import _safety, _switch
@@ -27,14 +26,10 @@ from testbed._config import (
 from testbed._engines import Engine, engine_for
 from testbed._fingerprint import Fingerprint, compute
 from testbed._loaders import resolve
-from testbed._safety import CLONE, TEMPLATE, Mark, TestbedError
+from testbed._safety import TEMPLATE, Mark, TestbedError
 from testbed._stats import note, stats, timed
 
-# Distinguishes this process's clones from those of concurrent test runs
-# and of its own forked workers.
-TOKEN = secrets.token_hex(3)
 _lock = threading.RLock()
-_finalizer_registered = False
 # The test session (shared by its xdist workers) and whether it rebuilds
 # what earlier sessions built (pytest's --create-db).
 SESSION = secrets.token_hex(8)
@@ -68,18 +63,7 @@ class Template:
     fingerprint: Fingerprint
 
 
-@dataclass
-class WorkingClone:
-    template: Template
-    name: str
-    # None until a test first needs restores; then whether the engine tracks changes.
-    tracking: bool | None = None
-    users: int = 0
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
 _templates: dict[str, Template] = {}
-_clones: dict[str, WorkingClone] = {}
 
 
 def base_settings(alias: str) -> dict[str, Any]:
@@ -310,76 +294,9 @@ def _load(spec: TemplateSpec) -> None:
     connections[spec.alias].close()
 
 
-def working_clone(spec: TemplateSpec) -> WorkingClone:
-    """This process's clone of ``spec``'s template, made on first use."""
-    with _lock, timed():
-        clone = _clones.get(spec.name)
-        if clone is not None:
-            return clone
-        built = template(spec)
-        engine = built.engine
-        name = engine.derive_name(
-            _safety.clone_suffix(spec.name, TOKEN), persistent=False
-        )
-        clone = WorkingClone(built, name, settings=engine.settings_for(name))
-        _at_exit_of_this_process()
-        _clone_into(clone)
-        _clones[spec.name] = clone
-        return clone
-
-
-def _clone_into(clone: WorkingClone) -> None:
-    built = clone.template
-    mark = Mark(
-        name=clone.name,
-        kind=CLONE,
-        template=built.spec.name,
-        fingerprint=built.fingerprint.digest,
-        base=built.engine.base_name,
-        complete=True,
-    )
-    built.engine.clone(built.name, clone.name, mark.dumps())
-    stats.clones += 1
-
-
-def prepare_restores(clone: WorkingClone) -> None:
-    """Get ``clone`` ready to be restored after tests change it."""
-    if clone.tracking is None:
-        with timed():
-            built = clone.template
-            clone.tracking = built.engine.prepare_tracking(clone.name, built.name)
-
-
-def restore(clone: WorkingClone) -> None:
-    """Bring ``clone`` back to its template's state.
-
-    The caller has closed its connections to the clone.
-    """
-    built = clone.template
-    engine = built.engine
-    with timed():
-        if clone.tracking and _safety.reset(engine, clone.name, built.name):
-            stats.restores_tracked += 1
-            return
-        _safety.drop(engine, clone.name)
-        _clone_into(clone)
-        stats.clones -= 1  # counted as a restore, not a new clone
-        stats.restores_fresh += 1
-        if clone.tracking:
-            clone.tracking = engine.prepare_tracking(clone.name, built.name)
-
-
-def drop_working_clones() -> None:
-    """Drop every working clone this process made."""
+def close() -> None:
+    """Forget the templates found, closing their engines' connections."""
     with _lock:
-        for clone in list(_clones.values()):
-            try:
-                _safety.drop(clone.template.engine, clone.name)
-            except Exception as exc:  # at exit, report and go on
-                note(f"could not drop {clone.name}: {exc}")
-            finally:
-                clone.template.engine.close()
-        _clones.clear()
         for built in _templates.values():
             built.engine.close()
         _templates.clear()
@@ -394,26 +311,11 @@ def ensure_templates(names: list[str]) -> None:
 
 
 def _forget_parent() -> None:
-    """In a forked child: the parent's clones and connections are not ours."""
-    global TOKEN, _lock, _finalizer_registered
-    TOKEN = secrets.token_hex(3)
+    """In a forked child: the parent's connections are not ours."""
+    global _lock
     _lock = threading.RLock()
-    _finalizer_registered = False
-    _inherited.extend([*_clones.values(), *_templates.values()])
-    _clones.clear()
+    _inherited.extend(_templates.values())
     _templates.clear()
 
 
-def _at_exit_of_this_process() -> None:
-    # multiprocessing workers (Django's --parallel) leave through os._exit,
-    # which skips atexit; their finalizers still run.
-    global _finalizer_registered
-    if not _finalizer_registered:
-        import multiprocessing.util
-
-        multiprocessing.util.Finalize(None, drop_working_clones, exitpriority=100)
-        _finalizer_registered = True
-
-
-atexit.register(drop_working_clones)
 os.register_at_fork(after_in_child=_forget_parent)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from testbed import _safety, _templates
+from testbed import _clones, _safety, _templates
 from testbed._engines import Engine, engine_for
 from testbed._safety import TEST, Mark
 from testbed._stats import note, stats, timed
@@ -285,7 +285,7 @@ def _claim(engine: Engine, name: str, locks: contextlib.ExitStack) -> tuple[str,
         return name, False
     except TimeoutError:
         pass
-    stand_in = _derive(engine, name, f"tbs_{_templates.TOKEN}")
+    stand_in = _derive(engine, name, f"tbs_{_clones.TOKEN}")
     locks.enter_context(engine.lock(f"testbed-use:{stand_in}", 0))
     note(
         f"test database {name!r} is in use by another test run; this run uses {stand_in!r}"

@@ -257,7 +257,7 @@ def _clean(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from testbed import _config, _stats, _templates
+    from testbed import _clones, _config, _stats, _templates
     from testbed._safety import TestbedError
 
     if args.nomigrations:
@@ -276,7 +276,7 @@ def _build(args: argparse.Namespace) -> int:
     except TestbedError as exc:
         raise _Failure(f"testbed: {exc}") from exc
     finally:
-        _templates.drop_working_clones()
+        _clones.drop_working_clones()
     stats = _stats.stats
     if args.json:
         print(json.dumps(stats.to_dict(), indent=2))

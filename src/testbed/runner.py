@@ -19,7 +19,7 @@ from typing import Any
 
 from django.test.runner import DiscoverRunner
 
-from testbed import _config, _stats, _templates, _testdb
+from testbed import _clones, _config, _stats, _templates, _testdb
 from testbed._activation import method_templates, template_names
 
 
@@ -76,7 +76,7 @@ class TestbedRunner(DiscoverRunner):
         return old_config
 
     def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
-        _templates.drop_working_clones()
+        _clones.drop_working_clones()
         try:
             super().teardown_databases(old_config, **kwargs)
         finally:

@@ -61,9 +61,9 @@ def configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not config.stash.get(_active, False):
         return
-    from testbed import _templates, _testdb
+    from testbed import _clones, _testdb
 
-    _templates.drop_working_clones()
+    _clones.drop_working_clones()
     _testdb.uninstall()
     _testdb.release_all()
     config.stash[_active] = False

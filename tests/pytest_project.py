@@ -173,7 +173,23 @@ class PluginProject:
             second.unlink()
 
     def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess(*args, timeout=300)
+        result = self.pytester.runpytest_subprocess(*args, timeout=300)
+        # Tests may fail; the session itself (set-up, clean-up) must not.
+        output = result.stdout.str() + result.stderr.str()
+        assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output
+        assert "Traceback" not in result.stderr.str(), output
+        return result
+
+    def leftovers(self) -> list[str]:
+        """testbed's per-run databases still there: template clones and
+        stand-ins, which every run must drop at its end."""
+        if self.vendor == "sqlite":
+            names = [p.name for p in self.path.iterdir()]
+        else:
+            from tests.utils import databases_containing
+
+            names = databases_containing(self.vendor, self.name)
+        return [n for n in names if "_tbc_" in n or "_tbs_" in n]
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         """pytest in the background, its output in ``stdout``."""

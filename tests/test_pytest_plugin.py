@@ -184,10 +184,11 @@ def test_two_sessions_at_once_do_not_break_each_other(project: PluginProject) ->
     stand_ins = [text for text in texts if "is in use by another test run" in text]
     assert len(stand_ins) == 1, texts
     # The stand-in is dropped; the reusable database is kept.
+    assert project.leftovers() == []
     if project.vendor != "sqlite":
-        left = databases_containing(project.vendor, project.name)
-        assert not [n for n in left if "_tbs_" in n], left
-        assert f"test_{project.name}" in left
+        assert f"test_{project.name}" in databases_containing(
+            project.vendor, project.name
+        )
 
 
 HANG = """
@@ -315,6 +316,10 @@ def test_template_marker_and_fixture(project: PluginProject) -> None:
     assert "1 template(s) built (catalog)" in line, line
     # Two transactional tests reloaded; the reload_after_test=False ones not.
     assert "2 restore(s)" in line, line
+    assert project.leftovers() == []
+    # --reuse-db keeps the test database, never the clones.
+    project.run("--reuse-db").assert_outcomes(passed=9)
+    assert project.leftovers() == []
 
 
 def test_template_errors_name_the_fix(project: PluginProject) -> None:

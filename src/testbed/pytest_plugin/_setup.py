@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import sys
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -58,14 +58,30 @@ def configure(config: pytest.Config) -> None:
     config.stash[_active] = True
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if not config.stash.get(_active, False):
+@pytest.fixture(autouse=True, scope="session")
+def _testbed_session(
+    request: pytest.FixtureRequest, django_db_blocker: Any
+) -> Iterator[None]:
+    """testbed's end of the session: drops this process's template clones
+    and stand-in databases, and lets go of the test databases it holds."""
+    yield
+    if not request.config.stash.get(_active, False):
         return
     from testbed import _clones, _testdb
 
-    _clones.drop_working_clones()
+    # After pytest-django's own teardown, which blocks database access
+    # again: testbed's clean-up needs it.
+    with django_db_blocker.unblock():
+        _clones.drop_working_clones()
+        _testdb.release_all()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not config.stash.get(_active, False):
+        return
+    from testbed import _testdb
+
     _testdb.uninstall()
-    _testdb.release_all()
     config.stash[_active] = False
 
 

@@ -1,6 +1,6 @@
 # The two commands the README promises, plus lint and benchmarks.
 # `make demo` and `make test` each do all the set-up a fresh machine needs.
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench compat
 
 PY311 := $(shell scripts/python-for 3.11)
 PY312 := $(shell scripts/python-for 3.12 || scripts/python-for 3.13)
@@ -26,3 +26,7 @@ test: setup lint
 
 bench: setup
 	.venv/bin/python -m benchmarks --update-readme
+
+# pytest-django's own test suite with testbed installed (not part of `make test`).
+compat: setup
+	scripts/pytest-django-suite

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -75,6 +76,27 @@ from benchproject.catalog.models import Product
 @pytest.mark.parametrize("i", range(4))
 def test_count(i):
     assert Product.objects.count() == 0
+"""
+
+# Times pytest-django's django_db_setup fixture, the database set-up; each
+# process (an xdist worker too) appends its milliseconds to a file.
+CONFTEST = """
+import os
+import time
+
+import pytest
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    if fixturedef.argname != "django_db_setup" or not os.environ.get("DB_SETUP_TIMES"):
+        return (yield)
+    start = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        with open(os.environ["DB_SETUP_TIMES"], "a") as times:
+            times.write(f"{(time.perf_counter() - start) * 1000}\\n")
 """
 
 PYTEST_INI = """
@@ -159,6 +181,7 @@ class Project:
         (root / "pytest_suite").mkdir()
         (root / "pytest_suite" / "test_pytest.py").write_text(PYTEST_TESTS)
         (root / "pytest.ini").write_text(PYTEST_INI)
+        (root / "conftest.py").write_text(CONFTEST)
         self.sqlite_dir = root / "sqlite"
         self.sqlite_dir.mkdir()
         self._edits = 0
@@ -178,12 +201,17 @@ class Project:
     def dbname(self, *, testbed: bool) -> str:
         return f"tbbench_{'tb' if testbed else 'dj'}_{os.getpid()}"
 
-    def run(self, args: list[str], *, testbed: bool) -> float:
+    def run(self, args: list[str], *, testbed: bool) -> tuple[float, float | None]:
+        """Wall seconds of ``python *args``, and the seconds its database
+        set-up took (Django's ``--timing``, or the conftest's record; the
+        slowest process's under xdist), None if it has none."""
+        times = self.root / "db_setup_times"
+        times.unlink(missing_ok=True)
         start = time.perf_counter()
         result = subprocess.run(
             [sys.executable, *args],
             cwd=self.root,
-            env=self.env(testbed=testbed),
+            env={**self.env(testbed=testbed), "DB_SETUP_TIMES": str(times)},
             capture_output=True,
             text=True,
             timeout=900,
@@ -193,21 +221,34 @@ class Project:
             raise RuntimeError(
                 f"{' '.join(args)} failed ({self.engine}):\n{result.stdout}\n{result.stderr}"
             )
-        return seconds
+        setup: float | None = None
+        found = re.search(r"Total database setup took ([\d.]+)s", result.stderr)
+        if found:
+            setup = float(found.group(1))
+        elif times.exists():
+            setup = max(float(v) for v in times.read_text().split()) / 1000
+        return seconds, setup
 
-    def manage(self, *options: str, testbed: bool) -> float:
+    def manage(self, *options: str, testbed: bool) -> tuple[float, float | None]:
         return self.run(
-            ["benchproject/manage.py", "test", "--noinput", "suite", *options],
+            [
+                "benchproject/manage.py",
+                "test",
+                "--noinput",
+                "--timing",
+                "suite",
+                *options,
+            ],
             testbed=testbed,
         )
 
-    def pytest(self, *options: str, testbed: bool) -> float:
+    def pytest(self, *options: str, testbed: bool) -> tuple[float, float | None]:
         plugin = [] if testbed else ["-p", "no:testbed"]
         return self.run(
             ["-m", "pytest", "pytest_suite", *plugin, *options], testbed=testbed
         )
 
-    def floor(self) -> float:
+    def floor(self) -> tuple[float, float | None]:
         return self.run(["-c", "import django; django.setup()"], testbed=False)
 
     def edit_migration(self) -> None:
@@ -224,21 +265,27 @@ class Project:
 
 
 def measure(
-    runs: int, before: Callable[[], None] | None, command: Callable[[], float]
-) -> float:
-    """Median milliseconds of ``command``, ``before`` run untimed each time."""
-    times = []
+    runs: int,
+    before: Callable[[], None] | None,
+    command: Callable[[], tuple[float, float | None]],
+) -> tuple[float, float | None]:
+    """Median milliseconds of ``command``'s wall time and database set-up,
+    ``before`` run untimed each time."""
+    walls, setups = [], []
     for _ in range(runs):
         if before is not None:
             before()
-        times.append(command() * 1000)
-    return statistics.median(times)
+        wall, setup = command()
+        walls.append(wall * 1000)
+        if setup is not None:
+            setups.append(setup * 1000)
+    return statistics.median(walls), statistics.median(setups) if setups else None
 
 
 def bench_engine(
     engine: str, runs: int, progress: Callable[[str], None]
-) -> dict[str, float]:
-    out: dict[str, float] = {}
+) -> dict[str, tuple[float, float | None]]:
+    out: dict[str, tuple[float, float | None]] = {}
     with tempfile.TemporaryDirectory(prefix="testbed-db-setup-") as tmp:
         p = Project(Path(tmp), engine)
         p.clean()
@@ -247,7 +294,7 @@ def bench_engine(
             def cell(
                 key: str,
                 before: Callable[[], None] | None,
-                command: Callable[[], float],
+                command: Callable[[], tuple[float, float | None]],
             ) -> None:
                 progress(f"{engine}: {key}")
                 out[key] = measure(runs, before, command)
@@ -324,31 +371,50 @@ def ratio(value: float, base: float) -> str:
     return f"1/{base / value:.1f}"
 
 
-def report(results: dict[str, dict[str, float]], runs: int) -> str:
+def _table(
+    results: dict[str, dict[str, tuple[float, float | None]]], which: int
+) -> list[str]:
     engines = list(results)
     lines = [
-        "## Test database set-up",
-        "",
-        "benchproject (60 migrations, 25 models) with 4 trivial tests. "
-        f"Wall time of the whole command, median of {runs} runs, in ms; in brackets, "
-        "testbed's time as a ratio of the Django or pytest-django command above it.",
-        "",
         "| command | " + " | ".join(LABELS[e] for e in engines) + " |",
         "|---|" + "---|" * len(engines),
     ]
     for cell in CELLS:
         values = []
         for engine in engines:
-            value = results[engine].get(cell.key)
+            found = results[engine].get(cell.key)
+            value = found[which] if found else None
+            base_found = results[engine].get(cell.versus) if cell.versus else None
+            base = base_found[which] if base_found else None
             if value is None:
                 values.append("—")
-            elif cell.versus and results[engine].get(cell.versus):
-                values.append(
-                    f"{value:,.0f} ({ratio(value, results[engine][cell.versus])})"
-                )
+            elif base:
+                values.append(f"{value:,.0f} ({ratio(value, base)})")
             else:
                 values.append(f"{value:,.0f}")
+        if which == 1 and all(v == "—" for v in values):
+            continue
         lines.append(f"| {cell.label} | " + " | ".join(values) + " |")
+    return lines
+
+
+def report(results: dict[str, dict[str, tuple[float, float | None]]], runs: int) -> str:
+    lines = [
+        "## Test database set-up",
+        "",
+        "benchproject (60 migrations, 25 models) with 4 trivial tests; medians of "
+        f"{runs} runs, in ms; in brackets, testbed's figure as a ratio of the Django "
+        "or pytest-django command it replaces.",
+        "",
+        'Database set-up alone: Django\'s `--timing` ("Total database setup"), or '
+        "pytest-django's `django_db_setup` fixture (under `-n 2`, the slower worker's):",
+        "",
+        *_table(results, 1),
+        "",
+        "The whole command, start to exit, as a user waits for it:",
+        "",
+        *_table(results, 0),
+    ]
     return "\n".join(lines)
 
 

@@ -131,7 +131,7 @@ def size_section(size: str, results: list[dict[str, Any]]) -> str:
         [ms(r["one_off"].get("load_ms")) for r in results],
     )
     add(
-        "testbed: build the template (migrate + loader)",
+        "testbed: build the template (60 migrations, then the loader)",
         [build_time(r) for r in results],
     )
     add(

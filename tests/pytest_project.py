@@ -6,8 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -97,17 +95,19 @@ def test_create(i):
 """
 
 
-def database(vendor: str, name: str, base: Path) -> dict[str, Any]:
+def database(vendor: str, name: str) -> str:
+    """The ``DATABASES['default']`` entry, as settings.py source."""
     if vendor == "postgresql":
-        return test_settings.postgresql(name)
+        return repr(test_settings.postgresql(name))
     if vendor == "mysql":
-        return test_settings.mysql(name)
-    # A file test database: in memory there is nothing to reuse.
-    return {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": str(base / f"{name}.sqlite3"),
-        "TEST": {"NAME": str(base / f"test_{name}.sqlite3")},
-    }
+        return repr(test_settings.mysql(name))
+    # A file test database (in memory there is nothing to reuse), with
+    # paths as startproject writes them: Path objects.
+    return (
+        '{"ENGINE": "django.db.backends.sqlite3", '
+        f'"NAME": BASE_DIR / "{name}.sqlite3", '
+        f'"TEST": {{"NAME": BASE_DIR / "test_{name}.sqlite3"}}}}'
+    )
 
 
 class PluginProject:
@@ -136,7 +136,7 @@ class PluginProject:
             USE_TZ = True
             DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
             INSTALLED_APPS = ["django.contrib.contenttypes", "shop"]
-            DATABASES = {{"default": {database(vendor, name, self.path)!r}}}
+            DATABASES = {{"default": {database(vendor, name)}}}
             TESTBED = {{
                 "CACHE_DIR": str(BASE_DIR / ".testbed"),
                 "TEMPLATES": {{"catalog": {{"LOADERS": ["shop.loaders.load"]}}}},

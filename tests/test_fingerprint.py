@@ -62,3 +62,46 @@ def test_changes_since_names_the_parts() -> None:
     assert new.changes_since(old) == ["migrations:gone", "migrations:shop"]
     assert new.digest != Fingerprint(old).digest
     assert new.digest == Fingerprint(dict(new.parts)).digest
+
+
+def test_settings_with_callables_give_the_same_part_in_every_process() -> None:
+    """A connection pool's check function in OPTIONS has a memory address
+    in its text; the part must not."""
+    script = (
+        "import django; django.setup(); "
+        "from testbed._fingerprint import settings_part; "
+        "from django.db import connections; "
+        "print(settings_part({'ENGINE': 'x', 'OPTIONS': {'pool': {'check': "
+        "connections.close_all}, 'ssl': object()}}))"
+    )
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"DJANGO_SETTINGS_MODULE": "tests.settings", "PATH": ""},
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(runs) == 1
+
+
+def test_routers_and_database_caches_are_part_of_the_schema(settings: object) -> None:
+    from testbed._fingerprint import schema_settings_part
+
+    before = schema_settings_part()
+    settings.DATABASE_ROUTERS = ["tests.test_fingerprint.Router"]  # type: ignore[attr-defined]
+    with_router = schema_settings_part()
+    settings.CACHES = {  # type: ignore[attr-defined]
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "cache_table",
+        }
+    }
+    with_cache = schema_settings_part()
+    assert len({before, with_router, with_cache}) == 3
+
+
+class Router:
+    """A router that routes nothing: enough to change the fingerprint."""

@@ -375,6 +375,18 @@ def test_fixture_is_documented(project: PluginProject) -> None:
     )
 
 
+def test_plugin_is_inert_without_pytest_django(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed without pytest-django (or with it turned off), testbed's
+    plugin adds nothing and breaks nothing."""
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:django")
+    result.assert_outcomes(passed=1)
+    assert "testbed:" not in result.stdout.str()
+
+
 def test_plugin_is_inert_without_django_settings(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

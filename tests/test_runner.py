@@ -176,3 +176,35 @@ def test_parallel_workers_report_in_the_summary(project: Project) -> None:
     line = summary(result)
     assert line.endswith("across 2 workers"), line
     assert "0 clone(s) made" not in line, line
+
+
+def test_spawned_parallel_workers_share_the_parents_templates(project: Project) -> None:
+    """Spawned workers (macOS's default) import everything afresh, after
+    Django renamed their settings; they must still find the run's
+    templates, not derive names of their own from the renamed ones."""
+    import django
+
+    if project.vendor == "sqlite" and django.VERSION < (6, 0):
+        pytest.skip(
+            "Django 5.2 cannot spawn --parallel workers for a SQLite file "
+            "database (its setup_worker_connection opens a file only an "
+            "in-memory database leaves); Django 6.0 can."
+        )
+    project.env["TESTBED_START_METHOD"] = "spawn"
+    result = run(
+        project,
+        "--parallel",
+        "2",
+        *(
+            f"inner.test_templates.{name}"
+            for name in ("PlainTests", "InheritedTests", "TransactionTests")
+        ),
+    )
+    line = summary(result)
+    assert line.endswith("across 2 workers"), line
+    assert "1 template(s) built (catalog)" in line, line
+    if project.vendor != "sqlite":
+        named_after_clones = [
+            n for n in project.databases() if n.startswith(f"test_test_{project.name}")
+        ]
+        assert named_after_clones == []

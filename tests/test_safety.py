@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import pytest
@@ -257,21 +258,81 @@ def test_test_database_of_testbed_under_a_configured_test_name(engine: Any) -> N
         _drop_foreign(engine, name)
 
 
-def test_same_names_on_other_servers_and_in_memory_are_no_conflict() -> None:
+def test_in_memory_names_are_no_conflict() -> None:
     """pytest-django's own test settings name a mirror's database like the
-    primary's in-memory test database; and a name is only the same database
-    on the same server."""
+    primary's in-memory test database: nothing on disk, nothing replaced."""
     from testbed import _config
 
     memory = "file:memorydb_default?mode=memory&cache=shared"
     original = _config._original
     _config._original = {
-        "default": {"ENGINE": "e", "NAME": "shop", "TEST": {}},
-        "replica": {"ENGINE": "e", "NAME": memory, "TEST": {"MIRROR": "default"}},
-        "reports": {"ENGINE": "e", "HOST": "reports.internal", "NAME": "test_shop"},
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+        "replica": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": memory,
+            "TEST": {"MIRROR": "default"},
+        },
     }
     try:
         _safety.check_test_name("default", memory)
-        _safety.check_test_name("default", "test_shop")
     finally:
+        _config._original = original
+
+
+@pytest.mark.parametrize(
+    ("other", "test_name"),
+    [
+        # The same server under another address: testbed cannot tell.
+        ({"ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1"}, "shop"),
+        # Wrapped by the shared engine, still PostgreSQL.
+        (
+            {
+                "ENGINE": "testbed.backends.shared",
+                "INNER_ENGINE": "django.db.backends.postgresql",
+            },
+            "shop",
+        ),
+    ],
+)
+def test_a_real_name_on_what_may_be_the_same_server_is_refused(
+    other: dict[str, Any], test_name: str
+) -> None:
+    from testbed import _config
+
+    original = _config._original
+    _config._original = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": "localhost",
+            "NAME": "shop",
+        },
+        "analytics": {**other, "NAME": "analytics", "TEST": {"NAME": test_name}},
+    }
+    try:
+        with pytest.raises(UnsafeOperation, match="is named like the NAME of"):
+            _safety.check_test_name("analytics", test_name)
+    finally:
+        _config._original = original
+
+
+def test_a_relative_sqlite_path_to_the_real_file_is_refused(tmp_path: Any) -> None:
+    from testbed import _config
+
+    real = tmp_path / "db.sqlite3"
+    original = _config._original
+    _config._original = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": real},
+        "other": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": tmp_path / "other.sqlite3",
+            "TEST": {"NAME": "db.sqlite3"},
+        },
+    }
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(UnsafeOperation, match="is named like the NAME of"):
+            _safety.check_test_name("other", "db.sqlite3")
+    finally:
+        os.chdir(cwd)
         _config._original = original

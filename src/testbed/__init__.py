@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from testbed._config import ConfigurationError
-    from testbed._safety import TestbedError, UnsafeOperation
+    from testbed._errors import TestbedError
+    from testbed._safety import UnsafeOperation
     from testbed._sharing import SharingError
     from testbed._templates import BuildError
     from testbed.backends.shared import patch_databases
@@ -60,7 +61,7 @@ _LOCATIONS = {
     "TemplateDBTestCase": "testbed.testcases",
     "TemplateDBTransactionTestCase": "testbed.testcases",
     "TerminatedProcessError": "testbed.concurrency",
-    "TestbedError": "testbed._safety",
+    "TestbedError": "testbed._errors",
     "UnsafeOperation": "testbed._safety",
     "WrappedError": "testbed.concurrency",
     "call_concurrently": "testbed.concurrency",

@@ -18,6 +18,7 @@ from typing import Any
 
 from testbed import _safety, _templates
 from testbed._config import TemplateSpec
+from testbed._engines import EngineError
 from testbed._safety import CLONE, Mark
 from testbed._stats import note, stats, timed
 
@@ -72,7 +73,7 @@ def _clone_into(clone: WorkingClone) -> None:
         base=built.engine.base_name,
         complete=True,
     )
-    built.engine.clone(built.name, clone.name, mark.dumps())
+    clone.template = _templates.clone(built, clone.name, mark.dumps())
     stats.clones += 1
 
 
@@ -92,15 +93,23 @@ def restore(clone: WorkingClone) -> None:
     built = clone.template
     engine = built.engine
     with timed():
-        if clone.tracking and _safety.reset(engine, clone.name, built.name):
-            stats.restores_tracked += 1
-            return
+        if clone.tracking:
+            try:
+                if _safety.reset(engine, clone.name, built.name):
+                    stats.restores_tracked += 1
+                    return
+            except EngineError:
+                # MariaDB restores read the template: gone (replaced by
+                # another run's --create-db), a fresh clone finds the new one.
+                if engine.exists(built.name):
+                    raise
         _safety.drop(engine, clone.name)
         _clone_into(clone)
         stats.clones -= 1  # counted as a restore, not a new clone
         stats.restores_fresh += 1
         if clone.tracking:
-            clone.tracking = engine.prepare_tracking(clone.name, built.name)
+            current = clone.template
+            clone.tracking = current.engine.prepare_tracking(clone.name, current.name)
 
 
 def drop_working_clones() -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from testbed._safety import TestbedError
+from testbed._errors import TestbedError
 
 DEFAULT_LOCK_TIMEOUT = 600.0
 _KNOWN_KEYS = {"TEMPLATES", "LOCK_TIMEOUT", "CACHE_DIR", "POSTGRESQL_STRATEGY"}
@@ -61,6 +61,13 @@ def original_databases() -> dict[str, dict[str, Any]]:
         databases = cast(dict[str, dict[str, Any]], copy.deepcopy(settings.DATABASES))
         _original = databases
     return _original
+
+
+def adopt_original_databases(databases: dict[str, dict[str, Any]]) -> None:
+    """Take ``databases`` as the project's, from a parent process that saw
+    them before test set-up renamed anything."""
+    global _original
+    _original = copy.deepcopy(databases)
 
 
 def snapshot_databases() -> None:
@@ -127,12 +134,35 @@ def lock_timeout() -> float:
 
 
 def cache_dir() -> Path:
-    """Where SQLite templates of in-memory test databases are kept."""
+    """testbed's directory for lock files: one per user, shared by every
+    project, so that any two processes building one template take turns."""
     value = _testbed_settings().get("CACHE_DIR")
     if value:
         path = Path(value)
     else:
         path = Path(tempfile.gettempdir()) / f"django-testbed-{os.getuid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def project_cache_dir() -> Path:
+    """Where the templates of in-memory SQLite test databases are kept:
+    ``TESTBED['CACHE_DIR']``, or a directory of this project's own under
+    the shared one, so that one project's ``testbed clean`` never judges
+    another project's templates."""
+    if _testbed_settings().get("CACHE_DIR"):
+        return cache_dir()
+    import hashlib
+    import sys
+
+    from django.conf import settings
+
+    module = str(getattr(settings, "SETTINGS_MODULE", "") or "")
+    where = getattr(sys.modules.get(module), "__file__", None) or os.getcwd()
+    key = hashlib.sha256(f"{module}:{os.path.realpath(where)}".encode()).hexdigest()[
+        :12
+    ]
+    path = cache_dir() / f"project-{key}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

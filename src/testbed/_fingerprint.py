@@ -167,7 +167,27 @@ def settings_part(settings: dict[str, Any]) -> str:
     test = settings.get("TEST") or {}
     relevant = {k: settings.get(k) for k in _SETTINGS_KEYS}
     relevant["TEST"] = {k: test.get(k) for k in _TEST_KEYS}
-    return _digest(json.dumps(relevant, sort_keys=True, default=str))
+    # _stable, not str(): OPTIONS may hold callables or objects whose text
+    # has a memory address, which would change the digest in every process.
+    return _digest(_stable(relevant))
+
+
+def schema_settings_part() -> str:
+    """What else shapes a migrated schema: the routers that decide which
+    models migrate where, and the database cache tables createcachetable
+    makes."""
+    from django.conf import settings
+
+    routers = [
+        r if isinstance(r, str) else f"{type(r).__module__}.{type(r).__qualname__}"
+        for r in settings.DATABASE_ROUTERS
+    ]
+    caches = sorted(
+        str(options.get("LOCATION"))
+        for options in settings.CACHES.values()
+        if str(options.get("BACKEND", "")).endswith("DatabaseCache")
+    )
+    return _digest(_stable({"routers": routers, "caches": caches}))
 
 
 def compute(spec: TemplateSpec, engine: Engine) -> Fingerprint:
@@ -187,6 +207,7 @@ def compute(spec: TemplateSpec, engine: Engine) -> Fingerprint:
     else:
         parts.update(migration_parts())
         parts.update(model_parts())
+        parts["routers and caches"] = schema_settings_part()
         parts["loaders"] = _digest(
             *(
                 resolve(loader, setting=spec.setting).fingerprint()

@@ -136,7 +136,7 @@ def _judge(
 ) -> tuple[bool, bool, str]:
     """(in_use, stale, reason) of one of testbed's databases."""
     name = mark.name
-    if mark.kind == CLONE or "_tbs_" in name:
+    if mark.kind == CLONE or mark.stand_in:
         alive = _owner_alive(mark)
         if in_use or alive:
             return True, False, f"process {mark.pid} on {mark.host}"
@@ -195,5 +195,13 @@ def inventory(aliases: list[str] | None = None) -> list[tuple[Entry, Engine]]:
 
 
 def drop(entry: Entry, engine: Engine) -> None:
-    """Drop one listed database, through the one guard."""
-    _safety.drop(engine, entry.name)
+    """Drop one listed database, through the one guard, holding its name so
+    that no test run starts using it meanwhile."""
+    try:
+        with engine.lock(f"testbed-use:{entry.name}", 0):
+            _safety.drop(engine, entry.name)
+    except TimeoutError:
+        raise _safety.UnsafeOperation(
+            f"testbed refuses to drop database {entry.name!r}: a test run "
+            "started using it. Run `testbed clean` again once it has finished."
+        ) from None

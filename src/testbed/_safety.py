@@ -6,6 +6,10 @@ database, ending its sessions or restoring its tables goes through
 ``drop`` and ``reset`` here, which refuse unless the database carries a
 mark naming it, written by testbed, and its name is none of the databases
 the project configures.
+
+The one exception is an engine undoing its own work in the same call: a
+database it has just created, whose creation or marking failed, it drops
+itself before raising, since nothing else could ever prove it testbed's.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from testbed._engines import Engine
+from testbed._errors import TestbedError
 
 MARK_VERSION = 1
 Kind = Literal["template", "clone", "test"]
@@ -28,12 +33,6 @@ CLONE: Kind = "clone"
 # A test database (Django's ``test_<NAME>``, its xdist or --parallel
 # variants) that testbed made as a clone of a schema template.
 TEST: Kind = "test"
-
-
-class TestbedError(Exception):
-    """Base class of testbed's errors."""
-
-    __test__ = False  # not a test class, despite the name
 
 
 class UnsafeOperation(TestbedError):
@@ -55,6 +54,9 @@ class Mark:
     # The test session that built it: --create-db rebuilds what an earlier
     # session built, once, however many workers ask.
     session: str = ""
+    # A test database made under another name because a run held its own:
+    # never kept, and dropped once its process has ended.
+    stand_in: bool = False
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
     created: float = field(default_factory=time.time)
@@ -106,29 +108,50 @@ def _in_memory(name: str) -> bool:
     return name == ":memory:" or "mode=memory" in name
 
 
-def _server(entry: dict[str, Any]) -> tuple[str, str, str]:
-    return (
-        str(entry.get("ENGINE") or ""),
-        str(entry.get("HOST") or ""),
-        str(entry.get("PORT") or ""),
-    )
+def _identity(entry: dict[str, Any], name: object) -> tuple[str, str] | None:
+    """What names database ``name`` of ``entry``'s vendor: its vendor and,
+    for SQLite, its real path. None for an in-memory database.
+
+    Hosts are left out on purpose: "localhost", "127.0.0.1", a socket path
+    or another DNS name may all be the same server, and testbed cannot
+    tell; two databases of one vendor and name are taken to be one.
+    """
+    text = str(name)
+    if not text or _in_memory(text):
+        return None
+    try:
+        from testbed._engines import vendor_of
+
+        vendor = vendor_of(entry)
+    except Exception:  # a broken ENGINE: compare by name alone
+        vendor = str(entry.get("ENGINE") or "")
+    if vendor == "sqlite":
+        text = os.path.realpath(text)
+    return vendor, text
 
 
 def real_names() -> dict[str, str]:
     """The project's own databases: each alias's ``NAME`` as configured,
     before test set-up renamed anything; name to alias."""
-    return {name: alias for (_, name), alias in _real_databases().items()}
-
-
-def _real_databases() -> dict[tuple[tuple[str, str, str], str], str]:
-    """(server, NAME) of each alias's own database, to the alias."""
     from testbed._config import original_databases
 
     return {
-        (_server(entry), str(entry["NAME"])): alias
+        str(entry["NAME"]): alias
         for alias, entry in original_databases().items()
         if entry.get("NAME") and not _in_memory(str(entry["NAME"]))
     }
+
+
+def _real_databases() -> dict[tuple[str, str], str]:
+    """The identity of each alias's own database, to the alias."""
+    from testbed._config import original_databases
+
+    found: dict[tuple[str, str], str] = {}
+    for alias, entry in original_databases().items():
+        identity = _identity(entry, entry.get("NAME") or "")
+        if identity is not None:
+            found.setdefault(identity, alias)
+    return found
 
 
 def configured_test_names() -> set[str]:
@@ -142,13 +165,14 @@ def configured_test_names() -> set[str]:
     }
 
 
-def check_test_name(alias: str, name: str) -> None:
+def check_test_name(alias: str, name: str | os.PathLike[str]) -> None:
     """Refuse a test database name that is one of the project's real databases.
 
     Django would replace such a database with an empty test database;
     testbed stops before anything is touched.
     """
     __tracebackhide__ = True
+    name = str(name)
     if not name or not name.strip():
         raise UnsafeOperation(
             f"DATABASES[{alias!r}] gives an empty test database name. Set NAME "
@@ -156,8 +180,8 @@ def check_test_name(alias: str, name: str) -> None:
         )
     from testbed._config import original_databases
 
-    server = _server(original_databases().get(alias) or {})
-    owner = _real_databases().get((server, name))
+    identity = _identity(original_databases().get(alias) or {}, name)
+    owner = _real_databases().get(identity) if identity else None
     if owner is not None:
         where = (
             f"DATABASES[{alias!r}]['TEST']['NAME'] equals its NAME"

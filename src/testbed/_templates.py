@@ -23,10 +23,11 @@ from testbed._config import (
     lock_timeout,
     original_databases,
 )
-from testbed._engines import Engine, engine_for
+from testbed._engines import Engine, EngineError, engine_for
+from testbed._errors import TestbedError
 from testbed._fingerprint import Fingerprint, compute
 from testbed._loaders import resolve
-from testbed._safety import TEMPLATE, Mark, TestbedError
+from testbed._safety import TEMPLATE, Mark
 from testbed._stats import note, stats, timed
 
 _lock = threading.RLock()
@@ -64,6 +65,7 @@ class Template:
 
 
 _templates: dict[str, Template] = {}
+_failed: dict[str, BuildError] = {}
 
 
 def base_settings(alias: str) -> dict[str, Any]:
@@ -96,46 +98,94 @@ def _source_settings(spec: TemplateSpec) -> dict[str, Any]:
 
 
 def template(spec: TemplateSpec) -> Template:
-    """The built template for ``spec``, building it if needed."""
+    """The built template for ``spec``, building it if needed.
+
+    A build that failed fails again at once for the rest of the process:
+    every test that asks for a broken template would otherwise rebuild it.
+    """
     with _lock, timed():
         found = _templates.get(spec.name)
         if found is not None:
             return found
-        engine = engine_for(base_settings(spec.alias), spec.alias)
-        if spec.source is not None:
-            source = _source_settings(spec)
-            from testbed._engines import vendor_of
-
-            if vendor_of(source) != engine.vendor:
-                raise ConfigurationError(
-                    f"Template {spec.name!r} copies DATABASES[{spec.source!r}] "
-                    f"({vendor_of(source)}) into DATABASES[{spec.alias!r}] "
-                    f"({engine.vendor}); {spec.setting} needs both on one vendor."
-                )
-        fingerprint = compute(spec, engine)
-        name = engine.derive_name(
-            _safety.template_suffix(spec.name, fingerprint.digest), persistent=True
-        )
-        built = Template(spec, engine, name, fingerprint)
-        if _is_complete(built):
-            _count(spec, built=False)
-        else:
-            try:
-                with engine.lock(f"testbed-build:{name}", lock_timeout()):
-                    # Another process may have finished while we waited.
-                    if _is_complete(built):
-                        _count(spec, built=False)
-                    else:
-                        _build(built)
-            except TimeoutError:
-                raise BuildError(
-                    f"Timed out after {lock_timeout():.0f}s waiting for another "
-                    f"process to build template {spec.name!r} ({name}). If no "
-                    "other test run is active, run again; raise "
-                    "TESTBED['LOCK_TIMEOUT'] for very large templates."
-                ) from None
+        failed = _failed.get(spec.name)
+        if failed is not None:
+            raise failed
+        try:
+            built = _find_or_build(spec)
+        except BuildError as exc:
+            _failed[spec.name] = exc
+            raise
         _templates[spec.name] = built
         return built
+
+
+def refreshed(spec: TemplateSpec) -> Template:
+    """``spec``'s template found again, for when the one this process knew
+    has gone: another run's ``--create-db`` is rebuilding it (this waits for
+    that build), or ``testbed clean`` dropped it (this builds it again)."""
+    with _lock:
+        _templates.pop(spec.name, None)
+        return template(spec)
+
+
+def clone(
+    built: Template, target: str, mark: str, engine: Engine | None = None
+) -> Template:
+    """Clone ``built`` into ``target`` (with ``engine``, if given); returns
+    the template it cloned, which is a new one if ``built`` was replaced."""
+    engine = engine or built.engine
+    try:
+        engine.clone(built.name, target, mark)
+        return built
+    except (EngineError, OSError):
+        if engine.exists(built.name):
+            raise
+    fresh = refreshed(built.spec)
+    engine.clone(fresh.name, target, mark)
+    return fresh
+
+
+def rebuild_wanted(mark: Mark) -> bool:
+    """Whether ``--create-db`` asks to replace what ``mark`` belongs to:
+    built by an earlier session than this one."""
+    return _force and mark.session != SESSION
+
+
+def _find_or_build(spec: TemplateSpec) -> Template:
+    engine = engine_for(base_settings(spec.alias), spec.alias)
+    if spec.source is not None:
+        source = _source_settings(spec)
+        from testbed._engines import vendor_of
+
+        if vendor_of(source) != engine.vendor:
+            raise ConfigurationError(
+                f"Template {spec.name!r} copies DATABASES[{spec.source!r}] "
+                f"({vendor_of(source)}) into DATABASES[{spec.alias!r}] "
+                f"({engine.vendor}); {spec.setting} needs both on one vendor."
+            )
+    fingerprint = compute(spec, engine)
+    name = engine.derive_name(
+        _safety.template_suffix(spec.name, fingerprint.digest), persistent=True
+    )
+    built = Template(spec, engine, name, fingerprint)
+    if _is_complete(built):
+        _count(spec, built=False)
+    else:
+        try:
+            with engine.lock(f"testbed-build:{name}", lock_timeout()):
+                # Another process may have finished while we waited.
+                if _is_complete(built):
+                    _count(spec, built=False)
+                else:
+                    _build(built)
+        except TimeoutError:
+            raise BuildError(
+                f"Timed out after {lock_timeout():.0f}s waiting for another "
+                f"process to build template {spec.name!r} ({name}). If no "
+                "other test run is active, run again; raise "
+                "TESTBED['LOCK_TIMEOUT'] for very large templates."
+            ) from None
+    return built
 
 
 def _count(spec: TemplateSpec, *, built: bool) -> None:
@@ -152,7 +202,7 @@ def _is_complete(built: Template) -> bool:
         and mark.complete
         and mark.kind == TEMPLATE
         and mark.fingerprint == built.fingerprint.digest
-        and (not _force or mark.session == SESSION)
+        and not rebuild_wanted(mark)
     )
 
 
@@ -208,7 +258,7 @@ def _build(built: Template) -> None:
         if spec.source is not None:
             engine.copy_from(_source_settings(spec), name, mark.dumps())
         elif schema is not None:
-            engine.clone(schema.name, name, mark.dumps())
+            clone(schema, name, mark.dumps(), engine)
             with _switch.pointing(spec.alias, engine.settings_for(name)):
                 _load(spec)
         else:

@@ -48,12 +48,16 @@ class _Managed:
     # A stand-in for a name another test run holds: never kept.
     stand_in: bool = False
     locks: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    # Someone else's test database, which Django handles as it always has;
+    # testbed only holds its name for the run.
+    foreign: bool = False
 
 
-_managed: dict[str, _Managed] = {}
+# By (alias, name): two aliases on two servers may share a test name.
+_managed: dict[tuple[str, str], _Managed] = {}
 # --parallel clones made (or found current) ahead of Django's one-by-one
-# calls, each with what happened to it.
-_prepared: dict[str, str] = {}
+# calls: (alias, name) to what happened, and the names they hold.
+_prepared: dict[tuple[str, str], tuple[str, contextlib.ExitStack]] = {}
 _expected_clones = 0
 _originals: dict[str, Callable[..., Any]] = {}
 _installed = 0
@@ -107,7 +111,8 @@ def _create(
     connection = creation.connection
     alias = connection.alias
     verbosity, keepdb = call.get("verbosity", 1), bool(call.get("keepdb"))
-    name = creation._get_test_db_name()
+    # A Path in TEST['NAME'] (as startproject writes paths) comes back as one.
+    name = str(creation._get_test_db_name())
     _safety.check_test_name(alias, name)
     # As Django's create_test_db reports migrate: one level lower.
     _templates.migrate_verbosity = max(verbosity - 1, 0)
@@ -117,9 +122,10 @@ def _create(
     name, stand_in = _claim(engine, name, locks)
     state, why = _state(engine, name, built)
     if state == _FOREIGN:
-        locks.close()
         return str(
-            _leave_to_django(creation, name, keepdb, built, original, args, kwargs)
+            _leave_to_django(
+                creation, name, keepdb, built, locks, original, args, kwargs
+            )
         )
     reuse = state == _CURRENT and keepdb
     if reuse:
@@ -132,8 +138,10 @@ def _create(
         display = creation._get_database_display_str(verbosity, name)
         creation.log(f"{action} test database for alias {display}...")
     if not reuse:
-        _fresh_clone(engine, name, built, exists=state != _ABSENT)
-    _managed[name] = _Managed(name, engine, built, stand_in, locks)
+        built = _fresh_clone(
+            engine, name, built, exists=state != _ABSENT, stand_in=stand_in
+        )
+    _managed[alias, name] = _Managed(name, engine, built, stand_in, locks)
     connection.close()
     _rename(connection, name)
     if call.get("serialize") is True:
@@ -153,21 +161,28 @@ def _clone_test_db(*args: Any, **kwargs: Any) -> Any:
     original = _originals["clone_test_db"]
     call = _bind("clone_test_db", args, kwargs)
     creation = call["self"]
-    source = _managed.get(creation.connection.settings_dict["NAME"])
-    if source is None or _is_memory(source.name):
+    alias = creation.connection.alias
+    source = _managed.get((alias, creation.connection.settings_dict["NAME"]))
+    if source is None or source.foreign or _is_memory(source.name):
         # Not testbed's, or in memory: Django's own copy is exact.
         return original(*args, **kwargs)
     with _lock, timed():
         verbosity, keepdb = call.get("verbosity", 1), bool(call.get("keepdb"))
         target = creation.get_test_db_clone_settings(call["suffix"])["NAME"]
         if (
-            target not in _prepared
+            (alias, target) not in _prepared
             and _expected_clones > 1
             and source.engine.parallel_clones
         ):
             _prepare_clones(creation, source, keepdb)
-        outcome = _prepared.pop(target, None) or _clone_one(source, target, keepdb)
+        prepared = _prepared.pop((alias, target), None)
+        if prepared is None:
+            locks = contextlib.ExitStack()
+            outcome = _clone_one(source, target, keepdb, locks)
+        else:
+            outcome, locks = prepared
         if outcome == _FOREIGN:
+            locks.close()
             return original(*args, **kwargs)
         if verbosity >= 1:
             action = (
@@ -178,18 +193,26 @@ def _clone_test_db(*args: Any, **kwargs: Any) -> Any:
             # Django names the source, as its own clone_test_db does.
             display = creation._get_database_display_str(verbosity, source.name)
             creation.log(f"{action} for alias {display}...")
-        _managed[target] = _Managed(
-            target, source.engine, source.template, source.stand_in
+        _managed[alias, target] = _Managed(
+            target, source.engine, source.template, source.stand_in, locks
         )
         return None
 
 
 def _clone_one(
-    source: _Managed, target: str, keepdb: bool, engine: Engine | None = None
+    source: _Managed,
+    target: str,
+    keepdb: bool,
+    locks: contextlib.ExitStack,
+    engine: Engine | None = None,
 ) -> str:
     """Make ``target`` a current clone of ``source``'s template, reusing it
-    if ``keepdb`` allows; returns what it found (current, or foreign)."""
+    if ``keepdb`` allows, its name held in ``locks``; returns what it found
+    (current, or foreign)."""
     engine = engine or source.engine
+    # Held while testbed works on it, so `testbed clean` leaves it alone.
+    with contextlib.suppress(TimeoutError):
+        locks.enter_context(engine.lock(f"testbed-use:{target}", 0))
     state, why = _state(engine, target, source.template)
     if state == _FOREIGN:
         return _FOREIGN
@@ -199,7 +222,13 @@ def _clone_one(
         return _CURRENT
     if state == _OUTDATED and keepdb:
         note(f"recreating test database {target!r} ({why})")
-    _fresh_clone(engine, target, source.template, exists=state != _ABSENT)
+    _fresh_clone(
+        engine,
+        target,
+        source.template,
+        exists=state != _ABSENT,
+        stand_in=source.stand_in,
+    )
     return _ABSENT
 
 
@@ -208,18 +237,26 @@ def _prepare_clones(creation: Any, source: _Managed, keepdb: bool) -> None:
     connections."""
     from concurrent.futures import ThreadPoolExecutor
 
+    alias = creation.connection.alias
     targets = [
         creation.get_test_db_clone_settings(str(index))["NAME"]
         for index in range(1, _expected_clones + 1)
     ]
     engines = [engine_for(source.engine.settings, source.engine.alias) for _ in targets]
+    stacks = [contextlib.ExitStack() for _ in targets]
     try:
         with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-            outcomes = pool.map(
-                lambda pair: _clone_one(source, pair[0], keepdb, pair[1]),
-                zip(targets, engines, strict=True),
-            )
-            _prepared.update(zip(targets, outcomes, strict=True))
+            futures = [
+                pool.submit(_clone_one, source, target, keepdb, locks, engine)
+                for target, locks, engine in zip(targets, stacks, engines, strict=True)
+            ]
+        # Those made are recorded even if another failed: Django asks for
+        # each, and the failed one is tried again then, alone.
+        for target, locks, future in zip(targets, stacks, futures, strict=True):
+            if future.exception() is None:
+                _prepared[alias, target] = (future.result(), locks)
+            else:
+                locks.close()
     finally:
         for engine in engines:
             engine.close()
@@ -237,9 +274,14 @@ def _destroy_test_db(*args: Any, **kwargs: Any) -> Any:
     else:
         name = creation.get_test_db_clone_settings(suffix)["NAME"]
     with _lock:
-        managed = _managed.pop(name, None)
+        managed = _managed.pop((connection.alias, name), None)
     if managed is None:
         return original(*args, **kwargs)
+    if managed.foreign:
+        try:
+            return original(*args, **kwargs)
+        finally:
+            managed.locks.close()
     with timed():
         connection.close()
         keep = (
@@ -313,12 +355,14 @@ def _state(engine: Engine, name: str, built: _templates.Template) -> tuple[str, 
     if mark.fingerprint != built.fingerprint.digest:
         changed = built.fingerprint.changes_since(mark.parts)
         return _OUTDATED, f"changed: {', '.join(changed) or 'template'}"
-    if _templates._force and mark.session != _templates.SESSION:
+    if _templates.rebuild_wanted(mark):
         return _OUTDATED, "--create-db"
     return _CURRENT, ""
 
 
-def _test_mark(name: str, built: _templates.Template, *, complete: bool) -> Mark:
+def _test_mark(
+    name: str, built: _templates.Template, *, complete: bool, stand_in: bool = False
+) -> Mark:
     return Mark(
         name=name,
         kind=TEST,
@@ -328,19 +372,30 @@ def _test_mark(name: str, built: _templates.Template, *, complete: bool) -> Mark
         parts=built.fingerprint.parts,
         session=_templates.SESSION,
         complete=complete,
+        stand_in=stand_in,
     )
 
 
 def _fresh_clone(
-    engine: Engine, name: str, built: _templates.Template, *, exists: bool
-) -> None:
+    engine: Engine,
+    name: str,
+    built: _templates.Template,
+    *,
+    exists: bool,
+    stand_in: bool = False,
+) -> _templates.Template:
+    """Make ``name`` a new clone of ``built``; returns the template cloned
+    (a new one, if another run replaced ``built`` meanwhile)."""
     if exists:
         _safety.drop(engine, name)
     # Complete only once the copy is: a clone cut short is never reused.
-    engine.clone(built.name, name, _test_mark(name, built, complete=False).dumps())
-    engine.write_mark(name, _test_mark(name, built, complete=True).dumps())
+    incomplete = _test_mark(name, built, complete=False, stand_in=stand_in)
+    built = _templates.clone(built, name, incomplete.dumps(), engine)
+    complete = _test_mark(name, built, complete=True, stand_in=stand_in)
+    engine.write_mark(name, complete.dumps())
     with _counting:
         stats.databases_cloned += 1
+    return built
 
 
 def _leave_to_django(
@@ -348,11 +403,14 @@ def _leave_to_django(
     name: str,
     keepdb: bool,
     built: _templates.Template,
+    locks: contextlib.ExitStack,
     original: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    """A test database testbed did not make: Django handles it as always."""
+    """A test database testbed did not make: Django handles it as always,
+    while testbed holds its name for the run."""
+    alias = creation.connection.alias
     if keepdb:
         note(
             f"test database {name!r} was not made by testbed, so Django reuses "
@@ -360,18 +418,24 @@ def _leave_to_django(
             "--create-db (pytest) or without --keepdb (manage.py test), to let "
             "testbed manage it"
         )
-        return original(*args, **kwargs)
+        try:
+            result = original(*args, **kwargs)
+        except BaseException:
+            locks.close()
+            raise
+        _managed[alias, name] = _Managed(
+            name, built.engine, built, locks=locks, foreign=True
+        )
+        return result
     # Django replaces it with a new, migrated database; that one testbed
-    # may adopt, being as fresh as a clone of the schema.
-    result = original(*args, **kwargs)
-    engine = engine_for(
-        _templates.base_settings(creation.connection.alias), creation.connection.alias
-    )
-    engine.write_mark(name, _test_mark(name, built, complete=True).dumps())
-    locks = contextlib.ExitStack()
-    with contextlib.suppress(TimeoutError):
-        locks.enter_context(engine.lock(f"testbed-use:{name}", 0))
-    _managed[name] = _Managed(name, engine, built, False, locks)
+    # adopts (it is as fresh as a clone of the schema), the name still held.
+    try:
+        result = original(*args, **kwargs)
+    except BaseException:
+        locks.close()
+        raise
+    built.engine.write_mark(name, _test_mark(name, built, complete=True).dumps())
+    _managed[alias, name] = _Managed(name, built.engine, built, False, locks)
     return result
 
 

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from testbed._errors import TestbedError
+
 _NO_SETTINGS = (
     "testbed: no Django settings. Pass --settings (e.g. --settings mysite.settings) "
     "or set DJANGO_SETTINGS_MODULE."
@@ -32,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except _Failure as exc:
         print(str(exc), file=sys.stderr)
+        return 1
+    except TestbedError as exc:
+        # A server that cannot be reached, a setting to fix: one line.
+        print(f"testbed: {exc}", file=sys.stderr)
         return 1
 
 
@@ -212,7 +218,6 @@ def _status(args: argparse.Namespace) -> int:
 
 def _clean(args: argparse.Namespace) -> int:
     from testbed._inventory import drop, inventory
-    from testbed._safety import TestbedError
 
     chosen = [
         (entry, engine)
@@ -258,7 +263,6 @@ def _clean(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from testbed import _clones, _config, _stats, _templates
-    from testbed._safety import TestbedError
 
     if args.nomigrations:
         from django.apps import apps

@@ -12,12 +12,13 @@ use.
 
 from __future__ import annotations
 
+import pickle
 import sys
 import unittest
 from collections.abc import Iterator
 from typing import Any
 
-from django.test.runner import DiscoverRunner
+from django.test.runner import DiscoverRunner, ParallelTestSuite
 
 from testbed import _clones, _config, _stats, _templates, _testdb
 from testbed._activation import method_templates, template_names
@@ -45,8 +46,44 @@ def templates_used(suite: unittest.TestSuite) -> list[str]:
     return list(names)
 
 
+def _picklable(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry``, or what names its database if the rest cannot be pickled
+    (an SSL context in OPTIONS, say)."""
+    try:
+        pickle.dumps(entry)
+    except Exception:
+        keys = ("ENGINE", "INNER_ENGINE", "NAME", "HOST", "PORT", "TEST")
+        return {k: entry[k] for k in keys if k in entry}
+    return entry
+
+
+def _spawned_worker_setup(databases: dict[str, dict[str, Any]], session: str) -> None:
+    """In a spawned ``--parallel`` worker, before Django sets up: DATABASES
+    as the project configured it, which the worker cannot see (Django
+    renames its settings first), and this run's session."""
+    _config.adopt_original_databases(databases)
+    _templates.start_session(session=session)
+
+
+class TestbedParallelTestSuite(ParallelTestSuite):
+    """Django's, telling spawned workers what testbed needs to know; a
+    forked worker inherits it."""
+
+    process_setup = _spawned_worker_setup
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        databases = {
+            alias: _picklable(entry)
+            for alias, entry in _config.original_databases().items()
+        }
+        self.process_setup_args = (databases, _templates.SESSION)
+
+
 class TestbedRunner(DiscoverRunner):
     """``DiscoverRunner`` with schema-safe test databases and templates."""
+
+    parallel_test_suite = TestbedParallelTestSuite
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

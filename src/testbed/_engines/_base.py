@@ -22,8 +22,10 @@ from typing import Any, ClassVar
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from testbed._errors import TestbedError
 
-class EngineError(Exception):
+
+class EngineError(TestbedError):
     """A database operation failed; the message says which and why."""
 
 

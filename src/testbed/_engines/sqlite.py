@@ -51,9 +51,9 @@ class SQLiteEngine(Engine):
         base = self.base_name
         stem = _memory_name(base)
         if stem is not None or base == ":memory:":
-            from testbed._config import cache_dir
+            from testbed._config import project_cache_dir
 
-            return cache_dir(), stem or f"memorydb_{self.alias}", ".sqlite3"
+            return project_cache_dir(), stem or f"memorydb_{self.alias}", ".sqlite3"
         path = Path(base)
         return path.parent, path.stem, path.suffix or ".sqlite3"
 
@@ -88,9 +88,9 @@ class SQLiteEngine(Engine):
                     found.append(
                         DatabaseInfo(name, _memory_marks.get(name), None, True)
                     )
-            from testbed._config import cache_dir
+            from testbed._config import project_cache_dir
 
-            directory = cache_dir()
+            directory = project_cache_dir()
         else:
             path = Path(prefix)
             directory, stem = path.parent, path.name.removesuffix(path.suffix)

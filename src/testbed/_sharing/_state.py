@@ -6,7 +6,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from testbed._config import lock_timeout
-from testbed._safety import TestbedError
+from testbed._errors import TestbedError
 
 if TYPE_CHECKING:
     from testbed._sharing._connection import Share

@@ -11,7 +11,7 @@ import traceback as traceback_module
 from types import TracebackType
 from typing import IO, Any, NoReturn
 
-from testbed._safety import TestbedError
+from testbed._errors import TestbedError
 
 
 class ConcurrencyError(TestbedError):

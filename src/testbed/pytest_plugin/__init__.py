@@ -17,7 +17,6 @@ import pytest
 
 from testbed.pytest_plugin import _live_server, _setup, _templates
 from testbed.pytest_plugin._setup import (
-    _testbed_session,
     pytest_fixture_setup,
     pytest_sessionfinish,
     pytest_terminal_summary,
@@ -29,7 +28,6 @@ from testbed.pytest_plugin._templates import (
 )
 
 __all__ = [
-    "_testbed_session",
     "pytest_itemcollected",
     "pytest_configure",
     "pytest_fixture_setup",

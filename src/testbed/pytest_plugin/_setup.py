@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -31,6 +31,11 @@ def _django_ready(config: pytest.Config) -> bool:
     return bool(settings.configured)
 
 
+def active(config: pytest.Config) -> bool:
+    """Whether testbed manages this session's test databases."""
+    return bool(config.stash.get(_active, False))
+
+
 def _worker_input(config: pytest.Config) -> dict[str, Any] | None:
     return getattr(config, "workerinput", None)
 
@@ -43,6 +48,11 @@ def configure(config: pytest.Config) -> None:
     )
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "testbed-xdist")
+    if config.pluginmanager.hasplugin("django"):
+        # Its fixture needs pytest-django's django_db_blocker.
+        from testbed.pytest_plugin import _session_end
+
+        config.pluginmanager.register(_session_end, "testbed-session-end")
     # After pytest-django's own pytest_configure, which configures Django.
     if not _django_ready(config):
         return
@@ -56,24 +66,6 @@ def configure(config: pytest.Config) -> None:
     _stats.echo = False
     _testdb.install()
     config.stash[_active] = True
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _testbed_session(
-    request: pytest.FixtureRequest, django_db_blocker: Any
-) -> Iterator[None]:
-    """testbed's end of the session: drops this process's template clones
-    and stand-in databases, and lets go of the test databases it holds."""
-    yield
-    if not request.config.stash.get(_active, False):
-        return
-    from testbed import _clones, _testdb
-
-    # After pytest-django's own teardown, which blocks database access
-    # again: testbed's clean-up needs it.
-    with django_db_blocker.unblock():
-        _clones.drop_working_clones()
-        _testdb.release_all()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -139,7 +139,7 @@ def template_database(
     from django.test import SimpleTestCase
 
     from testbed._activation import unflushed
-    from testbed._safety import TestbedError
+    from testbed._errors import TestbedError
 
     if isinstance(request.instance, SimpleTestCase):
         pytest.fail(

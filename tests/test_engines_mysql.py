@@ -664,3 +664,13 @@ def test_reset_of_an_untracked_database_refuses(mysql_engine: MySQLEngine) -> No
     clone = mysql_engine.derive_name("untracked", persistent=False)
     mysql_engine.clone(template, clone, "m")
     assert not mysql_engine._reset_tracked(clone, template)
+
+
+def test_source_state_follows_writes_and_only_reads(mysql_engine: MySQLEngine) -> None:
+    source = make_foreign_source(mysql_engine)
+    settings = {**mysql_engine.settings, "NAME": source}
+    first = mysql_engine.source_state(settings)
+    assert mysql_engine.source_state(settings) == first  # reading changes nothing
+    assert mysql_engine.read_mark(source) is None
+    run(mysql_engine, source, "INSERT INTO tag VALUES ('new', 'A new tag')")
+    assert mysql_engine.source_state(settings) != first

@@ -33,6 +33,8 @@ SUITES: dict[str, tuple[str, list[str]]] = {
     "db_setup": ("test database set-up", ["--runs", "1"]),
     "concurrency": ("concurrent calls", ["--batches", "5", "--cold", "1"]),
     "live_server": ("live-server tests", ["--sizes", "small", "--tests", "5"]),
+    "pg_strategy": ("PostgreSQL's clone strategy", ["--runs", "1", "--resets", "3"]),
+    "mysql_clone": ("MariaDB/MySQL clone methods", ["--runs", "1", "--sizes", "small"]),
 }
 
 

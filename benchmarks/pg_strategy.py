@@ -1,11 +1,12 @@
 """PostgreSQL clone strategy and per-test restore, measured on this machine.
 
-    python benchmarks/pg_strategy.py [--runs N] [--resets N]
+    python -m benchmarks.pg_strategy [--runs N] [--resets N]
 
 Builds a small (~1,000 rows) and a medium (~100,000 rows, ~30 MB) template
 of 25 tables shaped like a Django project's (bigint identity keys, deferrable
 foreign keys with their indexes), then prints markdown tables of median
-milliseconds:
+milliseconds (also written to ``benchmarks/results/pg_strategy.md``) and
+which strategy won, against the one testbed uses by default:
 
 1. ``CREATE DATABASE … TEMPLATE`` with STRATEGY WAL_LOG and FILE_COPY, both
    as a batch of creates and as the create-right-after-drop of the same name
@@ -34,6 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 BASE = "testbed_bench_pg"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # (table, rows in the medium data set, referenced tables, text column width)
 TABLES: list[tuple[str, int, tuple[str, ...], int]] = [
@@ -183,7 +185,9 @@ def build_template(engine: Any, label: str, scale: float) -> tuple[str, int]:
     return name, info.size_bytes
 
 
-def bench_strategies(engine: Any, templates: dict[str, str], runs: int) -> list[str]:
+def bench_strategies(
+    engine: Any, templates: dict[str, str], runs: int
+) -> tuple[list[str], str]:
     results: dict[tuple[str, str], dict[str, list[float]]] = {
         (label, name): {"batch": [], "after": [], "drop": []}
         for label in templates
@@ -237,7 +241,40 @@ def bench_strategies(engine: Any, templates: dict[str, str], runs: int) -> list[
             f"| {label} | {name} | {ms(times['batch'])} | {ms(times['after'])} "
             f"| {ms(times['drop'])} |"
         )
-    return lines
+    return lines, verdict(results)
+
+
+def pg_version(engine: Any) -> str:
+    number = int(engine.server_version())
+    return f"{number // 10000}.{number % 10000}"
+
+
+def verdict(results: dict[tuple[str, str], dict[str, list[float]]]) -> str:
+    """Which strategy won each data set (a clone is a create after a drop, or
+    one of a batch), against testbed's default."""
+    from testbed._engines.postgresql.engine import DEFAULT_STRATEGY
+
+    wins = []
+    for label in dict.fromkeys(label for label, _ in results):
+        cost = {
+            name: statistics.median(times["batch"] + times["after"])
+            for (of, name), times in results.items()
+            if of == label
+        }
+        best = min(cost, key=cost.__getitem__)
+        other = max(cost, key=cost.__getitem__)
+        wins.append(
+            f"{best} on the {label} data set "
+            f"({cost[best] * 1000:,.1f} against {cost[other] * 1000:,.1f} ms)"
+        )
+    winners = {w.split()[0] for w in wins}
+    agrees = winners == {DEFAULT_STRATEGY}
+    return f"Faster: {'; '.join(wins)}. testbed's default is {DEFAULT_STRATEGY}" + (
+        ", which this run confirms."
+        if agrees
+        else ", which this run does not confirm everywhere; "
+        "`TESTBED['POSTGRESQL_STRATEGY']` picks the other."
+    )
 
 
 def bench_restores(engine: Any, template: str, resets: int) -> list[str]:
@@ -323,8 +360,10 @@ def bench_restores(engine: Any, template: str, resets: int) -> list[str]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.pg_strategy", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "--runs", type=int, default=9, help="clone runs per cell (>= 7)"
     )
@@ -335,7 +374,13 @@ def main() -> None:
         default="all",
         help="what to measure",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS_DIR / "pg_strategy.md",
+        help="where to write the tables",
+    )
+    args = parser.parse_args(argv)
     setup_django()
     from django.db import connections
 
@@ -344,6 +389,7 @@ def main() -> None:
     engine = engine_for(dict(connections.settings["default"]), "default")
     for info in engine.list_databases(BASE):
         engine._drop(info.name)
+    out = ["## Engine choice: PostgreSQL's clone strategy", ""]
     try:
         templates, sizes = {}, {}
         for label, scale in (("small", 0.01), ("medium", 1.0)):
@@ -352,34 +398,43 @@ def main() -> None:
             "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings"
             " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes')"
         )[0][0]
-        print(
-            f"PostgreSQL {engine.server_version()} ({durability}); templates: ", end=""
-        )
-        print(
-            ", ".join(f"{label} {sizes[label] / 2**20:.0f} MB" for label in templates)
+        out.append(
+            f"`python -m benchmarks.pg_strategy`: PostgreSQL {pg_version(engine)}"
+            f" ({durability}); templates of 25 tables: "
+            + ", ".join(f"{label} {sizes[label] / 2**20:.0f} MB" for label in templates)
+            + "."
         )
         if args.part in ("all", "strategy"):
-            print()
-            print(
-                "CREATE DATABASE … TEMPLATE through PostgreSQLEngine.clone, median ms over"
-                f" {args.runs} runs (3 batched and 2 right-after-drop creates per run):"
-            )
-            print()
-            print("\n".join(bench_strategies(engine, templates, args.runs)))
+            lines, found = bench_strategies(engine, templates, args.runs)
+            out += [
+                "",
+                "`CREATE DATABASE … TEMPLATE` through `PostgreSQLEngine.clone`, median "
+                f"ms over {args.runs} runs (3 batched and 2 right-after-drop creates "
+                "per run):",
+                "",
+                *lines,
+                "",
+                f"**{found}**",
+            ]
         if args.part in ("all", "restore"):
-            print()
-            print(
+            out += [
+                "",
                 f"Per-test restore, medium data set, median of {args.resets}"
-                f" (clones with STRATEGY {engine.strategy()}):"
-            )
-            print()
-            print("\n".join(bench_restores(engine, templates["medium"], args.resets)))
+                f" (clones with STRATEGY {engine.strategy()}):",
+                "",
+                *bench_restores(engine, templates["medium"], args.resets),
+            ]
     finally:
         engine.close()
         for info in engine.list_databases(BASE):
             engine._drop(info.name)
         engine.close()
+    text = "\n".join(out) + "\n"
+    print(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from testbed._config import ConfigurationError, template, templates
+from testbed._config import template, templates
+from testbed._settings import ConfigurationError
 
 
 def error(**settings: Any) -> str:

@@ -420,8 +420,8 @@ def test_clone_with_each_strategy(pg: Any, template: str, strategy: str) -> None
 
 
 def test_strategy_defaults_and_rejects_unknown_values(pg: Any) -> None:
-    from testbed._config import ConfigurationError
     from testbed._engines.postgresql.engine import DEFAULT_STRATEGY
+    from testbed._settings import ConfigurationError
 
     assert pg.strategy() == DEFAULT_STRATEGY
     with (

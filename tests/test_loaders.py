@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed._config import ConfigurationError
 from testbed._loaders import resolve
+from testbed._settings import ConfigurationError
 
 SETTING = "TESTBED['TEMPLATES']['t']"
 

@@ -174,7 +174,11 @@ def test_parallel_workers_report_in_the_summary(project: Project) -> None:
         ),
     )
     line = summary(result)
-    assert line.endswith("across 2 workers"), line
+    # Only the workers use the template, so its build in the summary is
+    # their report. (Both workers usually run a class, but one may take all
+    # three while the other is still starting, so "across 2 workers" is not
+    # certain.)
+    assert "1 template(s) built (catalog)" in line, line
     assert "0 clone(s) made" not in line, line
 
 
@@ -201,7 +205,7 @@ def test_spawned_parallel_workers_share_the_parents_templates(project: Project) 
         ),
     )
     line = summary(result)
-    assert line.endswith("across 2 workers"), line
+    # The workers' report (only they use the template), built once; see above.
     assert "1 template(s) built (catalog)" in line, line
     if project.vendor != "sqlite":
         named_after_clones = [

@@ -10,8 +10,9 @@ import pytest
 from django.db import connections
 
 from testbed import _safety
-from testbed._config import ConfigurationError, TemplateSpec
+from testbed._config import TemplateSpec
 from testbed._safety import CLONE, TEST, Mark, UnsafeOperation
+from testbed._settings import ConfigurationError
 
 
 def _mark(name: str, **kwargs: Any) -> str:

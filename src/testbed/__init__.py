@@ -11,9 +11,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from testbed._config import ConfigurationError
     from testbed._errors import TestbedError
     from testbed._safety import UnsafeOperation
+    from testbed._settings import ConfigurationError
     from testbed._sharing import SharingError
     from testbed._templates import BuildError
     from testbed.backends.shared import patch_databases
@@ -55,7 +55,7 @@ __all__ = [
 _LOCATIONS = {
     "BuildError": "testbed._templates",
     "ConcurrencyError": "testbed.concurrency",
-    "ConfigurationError": "testbed._config",
+    "ConfigurationError": "testbed._settings",
     "SharingError": "testbed._sharing",
     "TemplateDBLiveServerTestCase": "testbed.testcases",
     "TemplateDBTestCase": "testbed.testcases",

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from testbed import _clones, _switch
-from testbed._config import ConfigurationError, template
+from testbed._config import template
+from testbed._settings import ConfigurationError
 
 
 def template_names(value: str | Sequence[str] | None, *, where: str) -> tuple[str, ...]:

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, cast
 
-from testbed._errors import TestbedError
+from testbed._settings import (
+    ConfigurationError,
+)
+from testbed._settings import testbed_settings as _testbed_settings
 
 DEFAULT_LOCK_TIMEOUT = 600.0
-_KNOWN_KEYS = {"TEMPLATES", "LOCK_TIMEOUT", "CACHE_DIR", "POSTGRESQL_STRATEGY"}
 _KNOWN_TEMPLATE_KEYS = {"DATABASE", "LOADERS", "SOURCE"}
 
 Loader = str | Callable[..., Any]
-
-
-class ConfigurationError(TestbedError):
-    """A testbed setting is missing or wrong; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -107,23 +102,6 @@ def canonical_test_name(alias: str) -> str:
     return f"{TEST_DATABASE_PREFIX}{entry['NAME']}"
 
 
-def _testbed_settings() -> dict[str, Any]:
-    from django.conf import settings
-
-    value = getattr(settings, "TESTBED", {})
-    if not isinstance(value, dict):
-        raise ConfigurationError(
-            f"settings.TESTBED must be a dict, not {type(value).__name__}."
-        )
-    unknown = set(value) - _KNOWN_KEYS
-    if unknown:
-        raise ConfigurationError(
-            f"settings.TESTBED has unknown key(s) {', '.join(sorted(unknown))}; "
-            f"known keys are {', '.join(sorted(_KNOWN_KEYS))}."
-        )
-    return value
-
-
 def lock_timeout() -> float:
     value = _testbed_settings().get("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
     if not isinstance(value, int | float) or value <= 0:
@@ -131,40 +109,6 @@ def lock_timeout() -> float:
             f"TESTBED['LOCK_TIMEOUT'] must be a positive number of seconds, not {value!r}."
         )
     return float(value)
-
-
-def cache_dir() -> Path:
-    """testbed's directory for lock files: one per user, shared by every
-    project, so that any two processes building one template take turns."""
-    value = _testbed_settings().get("CACHE_DIR")
-    if value:
-        path = Path(value)
-    else:
-        path = Path(tempfile.gettempdir()) / f"django-testbed-{os.getuid()}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def project_cache_dir() -> Path:
-    """Where the templates of in-memory SQLite test databases are kept:
-    ``TESTBED['CACHE_DIR']``, or a directory of this project's own under
-    the shared one, so that one project's ``testbed clean`` never judges
-    another project's templates."""
-    if _testbed_settings().get("CACHE_DIR"):
-        return cache_dir()
-    import hashlib
-    import sys
-
-    from django.conf import settings
-
-    module = str(getattr(settings, "SETTINGS_MODULE", "") or "")
-    where = getattr(sys.modules.get(module), "__file__", None) or os.getcwd()
-    key = hashlib.sha256(f"{module}:{os.path.realpath(where)}".encode()).hexdigest()[
-        :12
-    ]
-    path = cache_dir() / f"project-{key}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _check_alias(alias: object, setting: str) -> str:

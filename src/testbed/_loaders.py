@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed._config import ConfigurationError, Loader
+from testbed._config import Loader
+from testbed._settings import ConfigurationError
 
 _FIXTURE_SUFFIXES = (".json", ".xml", ".yaml", ".yml", ".jsonl")
 _COMPRESSED = ("", ".gz", ".zip", ".bz2", ".lzma", ".xz")

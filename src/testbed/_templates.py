@@ -17,7 +17,6 @@ from typing import Any
 
 from testbed import _safety, _switch
 from testbed._config import (
-    ConfigurationError,
     TemplateSpec,
     canonical_test_name,
     lock_timeout,
@@ -28,6 +27,7 @@ from testbed._errors import TestbedError
 from testbed._fingerprint import Fingerprint, compute
 from testbed._loaders import resolve
 from testbed._safety import TEMPLATE, Mark
+from testbed._settings import ConfigurationError
 from testbed._stats import note, stats, timed
 
 _lock = threading.RLock()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from testbed._engines._base import DatabaseInfo, Engine, EngineError
+from testbed._settings import cache_dir, project_cache_dir
 
 _MEMORY_NAME = re.compile(r"^file:([^?]+)\?(.*\b)?mode=memory\b")
 _SIDECAR = ".testbed"
@@ -51,8 +52,6 @@ class SQLiteEngine(Engine):
         base = self.base_name
         stem = _memory_name(base)
         if stem is not None or base == ":memory:":
-            from testbed._config import project_cache_dir
-
             return project_cache_dir(), stem or f"memorydb_{self.alias}", ".sqlite3"
         path = Path(base)
         return path.parent, path.stem, path.suffix or ".sqlite3"
@@ -88,8 +87,6 @@ class SQLiteEngine(Engine):
                     found.append(
                         DatabaseInfo(name, _memory_marks.get(name), None, True)
                     )
-            from testbed._config import project_cache_dir
-
             directory = project_cache_dir()
         else:
             path = Path(prefix)
@@ -239,8 +236,6 @@ class SQLiteEngine(Engine):
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[None]:
         import filelock
-
-        from testbed._config import cache_dir
 
         # In testbed's cache directory, not beside the project's databases:
         # lock files are left in place (removing one races with its users).

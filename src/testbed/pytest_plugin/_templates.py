@@ -191,7 +191,8 @@ def _start(
 ) -> Activation:
     """Point the templates' aliases at this process's clones."""
     from testbed._activation import Activation, template_names
-    from testbed._config import ConfigurationError, template
+    from testbed._config import template
+    from testbed._settings import ConfigurationError
 
     names = template_names(names, where=f"@pytest.mark.{MARKER}()")
     allowed = _allowed_aliases(databases)

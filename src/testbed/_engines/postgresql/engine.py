@@ -27,6 +27,7 @@ from testbed._engines.postgresql.connection import (
 )
 from testbed._engines.postgresql.copying import PostgreSQLCopying
 from testbed._engines.postgresql.tracking import PostgreSQLTracking
+from testbed._settings import ConfigurationError, testbed_settings
 
 STRATEGIES = ("FILE_COPY", "WAL_LOG")
 # Measured by benchmarks/pg_strategy.py: FILE_COPY is faster here for both
@@ -180,20 +181,11 @@ class PostgreSQLEngine(PostgreSQLCopying, PostgreSQLTracking):
     def strategy(self) -> str:
         """The ``CREATE DATABASE`` strategy: ``TESTBED['POSTGRESQL_STRATEGY']``,
         read on each use, or the measured default."""
-        from django.conf import settings
-
-        configured = getattr(settings, "TESTBED", None)
-        value = (
-            configured.get("POSTGRESQL_STRATEGY")
-            if isinstance(configured, dict)
-            else None
-        )
+        value = testbed_settings().get("POSTGRESQL_STRATEGY")
         if value is None:
             return DEFAULT_STRATEGY
         if isinstance(value, str) and value.upper() in STRATEGIES:
             return value.upper()
-        from testbed._config import ConfigurationError
-
         raise ConfigurationError(
             f"settings.TESTBED['POSTGRESQL_STRATEGY'] is {value!r}; use "
             f"{' or '.join(repr(s) for s in STRATEGIES)}, or leave it out for "

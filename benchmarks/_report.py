@@ -69,7 +69,7 @@ def environment(results: list[dict[str, Any]]) -> str:
     commit = git("rev-parse", "--short", "HEAD")
     dirty = (
         " (with uncommitted changes)"
-        if git("status", "--porcelain", "--", "../src")
+        if git("status", "--porcelain", "--", "src")
         else ""
     )
     parts = [f"{k} {v}" for k, v in versions.items()]

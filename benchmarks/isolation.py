@@ -65,13 +65,22 @@ _serial = 0
 
 def work() -> tuple[int, int]:
     """What each test does: 2 COUNTs, 3 INSERTs and 1 SELECT. Returns the counts."""
+    from benchproject.catalog.models import Product
+    from benchproject.sales.models import Order
+
+    products = Product.objects.count()
+    orders = Order.objects.count()
+    write_and_read()
+    return products, orders
+
+
+def write_and_read() -> None:
+    """The writing part of a test's work: 3 INSERTs, then 1 SELECT."""
     from benchproject.catalog.models import Brand, Category, Product
     from benchproject.sales.models import Order
 
     global _serial
     _serial += 1
-    products = Product.objects.count()
-    orders = Order.objects.count()
     category = Category.objects.create(name=f"Bench {_serial}", slug=f"bench-{_serial}")
     brand = Brand.objects.create(name=f"Bench brand {_serial}")
     Product.objects.create(
@@ -82,7 +91,6 @@ def work() -> tuple[int, int]:
         price=Decimal("9.99"),
     )
     list(Order.objects.filter(customer_id=1).order_by("-placed_at")[:10])
-    return products, orders
 
 
 def _testbed_seconds() -> float:

@@ -40,7 +40,6 @@ import sys
 import time
 import traceback
 import urllib.request
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -85,22 +84,8 @@ def newest_keys() -> tuple[int | None, int | None]:
 
 def live_work() -> tuple[int | None, int | None]:
     """What each request does: 2 indexed lookups, 3 INSERTs and 1 SELECT."""
-    from benchproject.catalog.models import Brand, Category, Product
-    from benchproject.sales.models import Order
-
-    isolation._serial += 1
-    serial = isolation._serial
     keys = newest_keys()
-    category = Category.objects.create(name=f"Bench {serial}", slug=f"bench-{serial}")
-    brand = Brand.objects.create(name=f"Bench brand {serial}")
-    Product.objects.create(
-        sku=f"BENCH-{serial}",
-        name=f"Bench product {serial}",
-        category=category,
-        brand=brand,
-        price=Decimal("9.99"),
-    )
-    list(Order.objects.filter(customer_id=1).order_by("-placed_at")[:10])
+    isolation.write_and_read()
     return keys
 
 

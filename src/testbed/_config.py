@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from testbed._settings import (
     ConfigurationError,
+    check_keys,
 )
 from testbed._settings import testbed_settings as _testbed_settings
 
@@ -139,12 +140,7 @@ def templates() -> dict[str, TemplateSpec]:
             raise ConfigurationError(
                 f"{where} must be a dict with DATABASE, LOADERS and/or SOURCE."
             )
-        unknown = set(options) - _KNOWN_TEMPLATE_KEYS
-        if unknown:
-            raise ConfigurationError(
-                f"{where} has unknown key(s) {', '.join(sorted(unknown))}; "
-                f"known keys are {', '.join(sorted(_KNOWN_TEMPLATE_KEYS))}."
-            )
+        check_keys(options, _KNOWN_TEMPLATE_KEYS, where)
         alias = _check_alias(options.get("DATABASE", "default"), f"{where}['DATABASE']")
         loaders = options.get("LOADERS", ())
         if isinstance(loaders, str) or not isinstance(loaders, list | tuple):

@@ -11,7 +11,13 @@ from typing import Any
 
 from testbed._errors import TestbedError
 
-__all__ = ["ConfigurationError", "cache_dir", "project_cache_dir", "testbed_settings"]
+__all__ = [
+    "ConfigurationError",
+    "cache_dir",
+    "check_keys",
+    "project_cache_dir",
+    "testbed_settings",
+]
 
 _KNOWN_KEYS = {"TEMPLATES", "LOCK_TIMEOUT", "CACHE_DIR", "POSTGRESQL_STRATEGY"}
 
@@ -28,13 +34,18 @@ def testbed_settings() -> dict[str, Any]:
         raise ConfigurationError(
             f"settings.TESTBED must be a dict, not {type(value).__name__}."
         )
-    unknown = set(value) - _KNOWN_KEYS
+    check_keys(value, _KNOWN_KEYS, "settings.TESTBED")
+    return value
+
+
+def check_keys(value: dict[str, Any], known: set[str], where: str) -> None:
+    """Refuse a typo in a settings dict rather than ignore the key."""
+    unknown = set(value) - known
     if unknown:
         raise ConfigurationError(
-            f"settings.TESTBED has unknown key(s) {', '.join(sorted(unknown))}; "
-            f"known keys are {', '.join(sorted(_KNOWN_KEYS))}."
+            f"{where} has unknown key(s) {', '.join(sorted(unknown))}; "
+            f"known keys are {', '.join(sorted(known))}."
         )
-    return value
 
 
 def cache_dir() -> Path:

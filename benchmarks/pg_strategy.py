@@ -254,7 +254,7 @@ def verdict(results: dict[tuple[str, str], dict[str, list[float]]]) -> str:
     one of a batch), against testbed's default."""
     from testbed._engines.postgresql.engine import DEFAULT_STRATEGY
 
-    wins = []
+    wins, winners = [], set()
     for label in dict.fromkeys(label for label, _ in results):
         cost = {
             name: statistics.median(times["batch"] + times["after"])
@@ -263,11 +263,11 @@ def verdict(results: dict[tuple[str, str], dict[str, list[float]]]) -> str:
         }
         best = min(cost, key=cost.__getitem__)
         other = max(cost, key=cost.__getitem__)
+        winners.add(best)
         wins.append(
             f"{best} on the {label} data set "
             f"({cost[best] * 1000:,.1f} against {cost[other] * 1000:,.1f} ms)"
         )
-    winners = {w.split()[0] for w in wins}
     agrees = winners == {DEFAULT_STRATEGY}
     return f"Faster: {'; '.join(wins)}. testbed's default is {DEFAULT_STRATEGY}" + (
         ", which this run confirms."

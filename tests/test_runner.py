@@ -163,22 +163,25 @@ def test_without_testbed_parallel_clones_go_stale(project: Project) -> None:
     assert "nickname" in stale.stderr
 
 
-def test_parallel_workers_report_in_the_summary(project: Project) -> None:
-    result = run(
+def run_three_classes_in_parallel(project: Project) -> subprocess.CompletedProcess[str]:
+    """Three template classes under ``--parallel 2``."""
+    classes = ("PlainTests", "InheritedTests", "TransactionTests")
+    return run(
         project,
         "--parallel",
         "2",
-        *(
-            f"inner.test_templates.{name}"
-            for name in ("PlainTests", "InheritedTests", "TransactionTests")
-        ),
+        *(f"inner.test_templates.{name}" for name in classes),
     )
+
+
+def test_parallel_workers_report_in_the_summary(project: Project) -> None:
+    result = run_three_classes_in_parallel(project)
     line = summary(result)
-    # Only the workers use the template, so its build in the summary is
-    # their report. (Both workers usually run a class, but one may take all
-    # three while the other is still starting, so "across 2 workers" is not
-    # certain.)
-    assert "1 template(s) built (catalog)" in line, line
+    # Only the workers run tests, so the restores are their report, and all
+    # six are there only if every worker's was merged. ("across 2 workers"
+    # is not certain: a worker still starting may leave all three classes
+    # to the other.)
+    assert "6 restore(s)" in line, line
     assert "0 clone(s) made" not in line, line
 
 
@@ -195,18 +198,12 @@ def test_spawned_parallel_workers_share_the_parents_templates(project: Project) 
             "in-memory database leaves); Django 6.0 can."
         )
     project.env["TESTBED_START_METHOD"] = "spawn"
-    result = run(
-        project,
-        "--parallel",
-        "2",
-        *(
-            f"inner.test_templates.{name}"
-            for name in ("PlainTests", "InheritedTests", "TransactionTests")
-        ),
-    )
+    result = run_three_classes_in_parallel(project)
     line = summary(result)
-    # The workers' report (only they use the template), built once; see above.
+    # Built once, by the parent: a worker that derived names of its own
+    # would build another. The restores are the workers' report (see above).
     assert "1 template(s) built (catalog)" in line, line
+    assert "6 restore(s)" in line, line
     if project.vendor != "sqlite":
         named_after_clones = [
             n for n in project.databases() if n.startswith(f"test_test_{project.name}")

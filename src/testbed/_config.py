@@ -7,10 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from testbed._settings import (
-    ConfigurationError,
-    check_keys,
-)
+from testbed._settings import ConfigurationError, check_keys
 from testbed._settings import testbed_settings as _testbed_settings
 
 DEFAULT_LOCK_TIMEOUT = 600.0

@@ -410,7 +410,6 @@ def _leave_to_django(
 ) -> Any:
     """A test database testbed did not make: Django handles it as always,
     while testbed holds its name for the run."""
-    alias = creation.connection.alias
     if keepdb:
         note(
             f"test database {name!r} was not made by testbed, so Django reuses "
@@ -418,24 +417,18 @@ def _leave_to_django(
             "--create-db (pytest) or without --keepdb (manage.py test), to let "
             "testbed manage it"
         )
-        try:
-            result = original(*args, **kwargs)
-        except BaseException:
-            locks.close()
-            raise
-        _managed[alias, name] = _Managed(
-            name, built.engine, built, locks=locks, foreign=True
-        )
-        return result
-    # Django replaces it with a new, migrated database; that one testbed
-    # adopts (it is as fresh as a clone of the schema), the name still held.
     try:
         result = original(*args, **kwargs)
     except BaseException:
         locks.close()
         raise
-    built.engine.write_mark(name, _test_mark(name, built, complete=True).dumps())
-    _managed[alias, name] = _Managed(name, built.engine, built, False, locks)
+    if not keepdb:
+        # Django replaced it with a new, migrated database, which testbed
+        # adopts: it is as fresh as a clone of the schema.
+        built.engine.write_mark(name, _test_mark(name, built, complete=True).dumps())
+    _managed[creation.connection.alias, name] = _Managed(
+        name, built.engine, built, locks=locks, foreign=keepdb
+    )
     return result
 
 

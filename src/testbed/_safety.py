@@ -245,5 +245,40 @@ def reset(engine: Engine, name: str, template: str) -> bool:
     return engine._reset_tracked(name, template)
 
 
+def why_not_reset(alias: str, settings: dict[str, Any]) -> str | None:
+    """Why testbed may not empty or restore the tables of the database
+    ``settings`` names in place of Django's flush; None if it may.
+
+    It may for an in-memory SQLite database, which no one else can hold,
+    and for a test database testbed made (its mark says so); never for a
+    database the project configures as a ``NAME``.
+    """
+    from testbed._config import original_databases
+    from testbed._engines import engine_for
+
+    name = str(settings.get("NAME") or "")
+    identity = _identity(original_databases().get(alias) or settings, name)
+    if identity is None:
+        return None if name else "it has no NAME"
+    if identity in _real_databases():
+        return (
+            "it is configured in DATABASES as a NAME, so testbed leaves it to "
+            "Django's flush"
+        )
+    engine = engine_for(settings, alias)
+    try:
+        mark = Mark.loads(engine.read_mark(name))
+    finally:
+        engine.close()
+    if mark is None or mark.name != name or mark.kind != TEST:
+        return (
+            "testbed did not make this test database, so its transactional "
+            "tests are flushed as Django does; drop it, or run once with "
+            "--create-db (pytest) or without --keepdb (manage.py test), to let "
+            "testbed make it"
+        )
+    return None
+
+
 def describe(mark: Mark | None) -> dict[str, Any]:
     return asdict(mark) if mark else {}

@@ -27,6 +27,14 @@ class Stats:
     clones: int = 0
     restores_tracked: int = 0
     restores_fresh: int = 0
+    # Transactional tests' databases left as Django's flush would, by
+    # emptying only what holds rows (of them, those that ran post_migrate
+    # again), flushed by Django, and the serialized_rollback loads answered
+    # from the baseline.
+    resets_rows: int = 0
+    resets_post_migrate: int = 0
+    resets_flushed: int = 0
+    serialized_restores: int = 0
     setup_seconds: float = 0.0
     # Processes whose figures were merged in (xdist workers).
     workers: int = 0
@@ -43,6 +51,19 @@ class Stats:
 
         restores = self.restores_tracked + self.restores_fresh
         where = f" across {self.workers} workers" if self.workers > 1 else ""
+        resets = ""
+        if self.resets_rows or self.resets_flushed or self.serialized_restores:
+            resets = (
+                f"; {self.resets_rows + self.resets_flushed} transactional "
+                f"reset(s) ({self.resets_rows} of changed tables, "
+                f"{self.resets_post_migrate} re-running post_migrate, "
+                f"{self.resets_flushed} flushed by Django)"
+            )
+            if self.serialized_restores:
+                resets += (
+                    f", {self.serialized_restores} serialized_rollback "
+                    "load(s) from the baseline"
+                )
         return (
             f"testbed: {count(self.built)} template(s) built{names(self.built)}, "
             f"{count(self.reused)} reused{names(self.reused)}; "
@@ -52,7 +73,8 @@ class Stats:
             f"{self.databases_reused} reused; "
             f"{self.clones} clone(s) made; {restores} restore(s) "
             f"({self.restores_tracked} of changed tables, {self.restores_fresh} "
-            f"fresh clones); {self.setup_seconds:.2f}s on database setup{where}"
+            f"fresh clones){resets}; {self.setup_seconds:.2f}s on database "
+            f"setup{where}"
         )
 
     @property
@@ -66,6 +88,9 @@ class Stats:
             or self.databases_cloned
             or self.databases_reused
             or self.clones
+            or self.resets_rows
+            or self.resets_flushed
+            or self.serialized_restores
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -265,6 +265,8 @@ def _build(built: Template) -> None:
             engine.create_empty(name, mark.dumps())
             with _switch.pointing(spec.alias, engine.settings_for(name)):
                 _migrate(spec)
+            # What serialized_rollback restores test databases to.
+            engine.keep_baseline(name)
         engine.seal(name, mark.completed().dumps())
     except Exception as exc:
         try:

@@ -23,7 +23,7 @@ import contextlib
 import inspect
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -51,6 +51,8 @@ class _Managed:
     # Someone else's test database, which Django handles as it always has;
     # testbed only holds its name for the run.
     foreign: bool = False
+    # Cloned in this run, so that it holds the schema template's state.
+    fresh: bool = False
 
 
 # By (alias, name): two aliases on two servers may share a test name.
@@ -61,6 +63,10 @@ _prepared: dict[tuple[str, str], tuple[str, contextlib.ExitStack]] = {}
 _expected_clones = 0
 _originals: dict[str, Callable[..., Any]] = {}
 _installed = 0
+# Inside the test runner's set-up (``creating()``): only then are Django's
+# creation calls testbed's. A test that calls create_test_db() itself (as
+# Django's own suite does, with migrate mocked) gets Django's.
+_creating = 0
 _lock = threading.RLock()
 # Clones are made from several threads at once (_prepare_clones).
 _counting = threading.Lock()
@@ -89,12 +95,26 @@ def _is_memory(name: str) -> bool:
 # --- the hooks ------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def creating() -> Iterator[None]:
+    """The test runner's set-up of test databases (``setup_databases``):
+    while inside, Django's creation and cloning come to testbed."""
+    global _creating
+    with _lock:
+        _creating += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _creating -= 1
+
+
 def _create_test_db(*args: Any, **kwargs: Any) -> Any:
     original = _originals["create_test_db"]
     call = _bind("create_test_db", args, kwargs)
     creation = call["self"]
     connection = creation.connection
-    if not _handles(connection):
+    if not _creating or not _handles(connection):
         return original(*args, **kwargs)
     with _lock, timed():
         return _create(creation, call, original, args, kwargs)
@@ -141,7 +161,9 @@ def _create(
         built = _fresh_clone(
             engine, name, built, exists=state != _ABSENT, stand_in=stand_in
         )
-    _managed[alias, name] = _Managed(name, engine, built, stand_in, locks)
+    _managed[alias, name] = _Managed(
+        name, engine, built, stand_in, locks, fresh=not reuse
+    )
     connection.close()
     _rename(connection, name)
     if call.get("serialize") is True:
@@ -163,7 +185,7 @@ def _clone_test_db(*args: Any, **kwargs: Any) -> Any:
     creation = call["self"]
     alias = creation.connection.alias
     source = _managed.get((alias, creation.connection.settings_dict["NAME"]))
-    if source is None or source.foreign or _is_memory(source.name):
+    if not _creating or source is None or source.foreign or _is_memory(source.name):
         # Not testbed's, or in memory: Django's own copy is exact.
         return original(*args, **kwargs)
     with _lock, timed():
@@ -194,7 +216,12 @@ def _clone_test_db(*args: Any, **kwargs: Any) -> Any:
             display = creation._get_database_display_str(verbosity, source.name)
             creation.log(f"{action} for alias {display}...")
         _managed[alias, target] = _Managed(
-            target, source.engine, source.template, source.stand_in, locks
+            target,
+            source.engine,
+            source.template,
+            source.stand_in,
+            locks,
+            fresh=outcome == _ABSENT,
         )
         return None
 
@@ -300,6 +327,23 @@ def _destroy_test_db(*args: Any, **kwargs: Any) -> Any:
         if old_name is not None:
             _rename(connection, old_name)
     return None
+
+
+def serialized_baseline(connection: Any) -> Any:
+    """What stands in for ``serialize_db_to_string()`` during set-up, for a
+    test database testbed cloned: see ``testbed._reset``. None for Django's
+    own serialization."""
+    from testbed import _reset
+
+    if not _creating:
+        return None
+    with _lock:
+        managed = _managed.get((connection.alias, connection.settings_dict["NAME"]))
+    if managed is None or managed.foreign:
+        return None
+    return _reset.baseline_for(
+        connection, template=managed.template, fresh=managed.fresh
+    )
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -20,7 +20,15 @@ from typing import Any
 
 from django.test.runner import DiscoverRunner, ParallelTestSuite
 
-from testbed import _clones, _config, _stats, _templates, _testdb
+from testbed import (
+    _clones,
+    _config,
+    _reset,
+    _stats,
+    _templates,
+    _testdb,
+    _transactional,
+)
 from testbed._activation import method_templates, template_names
 
 
@@ -63,6 +71,7 @@ def _spawned_worker_setup(databases: dict[str, dict[str, Any]], session: str) ->
     renames its settings first), and this run's session."""
     _config.adopt_original_databases(databases)
     _templates.start_session(session=session)
+    _transactional.install()
 
 
 class TestbedParallelTestSuite(ParallelTestSuite):
@@ -100,23 +109,27 @@ class TestbedRunner(DiscoverRunner):
     def setup_databases(self, **kwargs: Any) -> Any:
         _templates.start_session()
         _testdb.install()
+        _transactional.install()
         _testdb.expect_clones(self.parallel)
         # --parallel workers report what they did when they exit.
         _stats.spool_children()
         try:
-            with _stats.timed():
+            with _stats.timed(), _testdb.creating():
                 old_config = super().setup_databases(**kwargs)
                 _templates.ensure_templates(getattr(self, "_testbed_templates", []))
         except BaseException:
+            _transactional.uninstall()
             _testdb.uninstall()
             raise
         return old_config
 
     def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
+        _reset.settle_all()
         _clones.drop_working_clones()
         try:
             super().teardown_databases(old_config, **kwargs)
         finally:
+            _transactional.uninstall()
             _testdb.uninstall()
             _testdb.release_all()
 

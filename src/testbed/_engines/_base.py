@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import hashlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -82,13 +83,7 @@ class Engine(abc.ABC):
 
     def connect(self, name: str) -> BaseDatabaseWrapper:
         """A new, private Django connection to database ``name``."""
-        from testbed._engines import backend_of
-
-        backend = backend_of(self.settings)
-        wrapper: BaseDatabaseWrapper = backend.DatabaseWrapper(
-            self.settings_for(name), f"__testbed_{self.alias}"
-        )
-        return wrapper
+        return private_connection(self.settings_for(name), self.alias)
 
     # --- reading (never modifies anything) ----------------------------------
 
@@ -142,6 +137,16 @@ class Engine(abc.ABC):
         write, no ALTER, no session terminated, and nothing left behind in it.
         """
 
+    def keep_baseline(self, name: str) -> None:  # noqa: B027 - most engines read the template
+        """Keep, inside the schema template ``name`` before it is sealed, what
+        restoring its migrated state needs (``TableReset.restore_baseline``);
+        engines that can read the template from a clone need nothing."""
+
+    def baseline_source(self, template: str) -> str:
+        """What ``TableReset.restore_baseline`` reads a clone of the schema
+        template ``template`` back from."""
+        return template
+
     # --- per-test restore ----------------------------------------------------
 
     def prepare_tracking(self, name: str, template: str) -> bool:
@@ -179,6 +184,54 @@ class Engine(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - engines without connections keep it
         """Release any connection the engine holds."""
+
+
+# Set on every connection testbed makes for itself.
+_PRIVATE = "_testbed_private"
+_silencing = threading.Lock()
+_silenced = False
+
+
+def private_connection(settings: dict[str, Any], alias: str) -> BaseDatabaseWrapper:
+    """A Django connection of testbed's own to the database ``settings`` name.
+
+    It is never in ``django.db.connections`` and no ``connection_created``
+    receiver hears of it: the project's receivers (``django.contrib.postgres``
+    registering its type handlers, say) look the connection up by alias, and
+    routers and lookups must never meet testbed's maintenance connections.
+    """
+    from testbed._engines import backend_of
+
+    _silence_private_connections()
+    wrapper: BaseDatabaseWrapper = backend_of(settings).DatabaseWrapper(
+        settings, f"__testbed_{alias}"
+    )
+    setattr(wrapper, _PRIVATE, True)
+    return wrapper
+
+
+def _silence_private_connections() -> None:
+    """Make ``connection_created`` skip testbed's own connections.
+
+    Django sends the signal from ``connect()`` with no way to opt out, so the
+    signal's ``send`` is wrapped once: it is unchanged for every other
+    connection.
+    """
+    global _silenced
+    with _silencing:
+        if _silenced:
+            return
+        from django.db.backends.signals import connection_created
+
+        send = connection_created.send
+
+        def send_unless_private(sender: Any, **named: Any) -> list[tuple[Any, Any]]:
+            if getattr(named.get("connection"), _PRIVATE, False):
+                return []
+            return send(sender, **named)
+
+        connection_created.send = send_unless_private  # type: ignore[method-assign]
+        _silenced = True
 
 
 @contextlib.contextmanager

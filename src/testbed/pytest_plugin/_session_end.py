@@ -20,10 +20,11 @@ def _testbed_session(
     yield
     if not active(request.config):
         return
-    from testbed import _clones, _testdb
+    from testbed import _clones, _reset, _testdb
 
     # After pytest-django's own teardown, which blocks database access
     # again: testbed's clean-up needs it.
     with django_db_blocker.unblock():
+        _reset.settle_all()
         _clones.drop_working_clones()
         _testdb.release_all()

@@ -56,7 +56,7 @@ def configure(config: pytest.Config) -> None:
     # After pytest-django's own pytest_configure, which configures Django.
     if not _django_ready(config):
         return
-    from testbed import _config, _stats, _templates, _testdb
+    from testbed import _config, _stats, _templates, _testdb, _transactional
 
     _config.snapshot_databases()
     _templates.start_session(
@@ -65,14 +65,16 @@ def configure(config: pytest.Config) -> None:
     # pytest captures what fixtures write; notes go in the summary instead.
     _stats.echo = False
     _testdb.install()
+    _transactional.install()
     config.stash[_active] = True
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not config.stash.get(_active, False):
         return
-    from testbed import _testdb
+    from testbed import _testdb, _transactional
 
+    _transactional.uninstall()
     _testdb.uninstall()
     config.stash[_active] = False
 
@@ -87,9 +89,11 @@ def pytest_fixture_setup(
         _active, False
     ):
         return (yield)
-    from testbed import _stats
+    from testbed import _stats, _testdb
 
-    with _stats.timed():
+    # Django's creation calls are testbed's only here, not when a test
+    # makes a database of its own.
+    with _stats.timed(), _testdb.creating():
         return (yield)
 
 

@@ -19,7 +19,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.utils import DatabaseError
 
-from testbed._engines._base import Engine
+from testbed._engines._base import Engine, private_connection
 
 OWN_PREFIX = "_testbed_"
 MARK_TABLE = "_testbed_mark"
@@ -88,12 +88,7 @@ class MySQLConnections(Engine):
         if settings is None:
             wrapper = self.connect(name)
         else:
-            from testbed._engines import backend_of
-
-            backend = backend_of(settings)
-            wrapper = backend.DatabaseWrapper(
-                settings, f"__testbed_{self.alias}_source"
-            )
+            wrapper = private_connection(settings, f"{self.alias}_source")
         wrapper.inc_thread_sharing()
         try:
             wrapper.ensure_connection()

@@ -17,7 +17,12 @@ from typing import Any, ClassVar, TypeVar
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from testbed._engines._base import Engine, EngineError, closing_connection
+from testbed._engines._base import (
+    Engine,
+    EngineError,
+    closing_connection,
+    private_connection,
+)
 
 DUPLICATE_DATABASE = "42P04"
 OBJECT_IN_USE = "55006"
@@ -157,15 +162,10 @@ class PostgreSQLConnections(Engine):
         self, source: dict[str, Any]
     ) -> contextlib.AbstractContextManager[BaseDatabaseWrapper]:
         """A connection to the database ``source``, closed after the ``with``."""
-        from testbed._engines import backend_of
-
         settings = {**source, "OPTIONS": dict(source.get("OPTIONS") or {})}
         settings["OPTIONS"].pop("pool", None)
         settings["OPTIONS"].setdefault("application_name", "testbed")
-        backend = backend_of(settings)
-        wrapper: BaseDatabaseWrapper = backend.DatabaseWrapper(
-            settings, f"__testbed_{self.alias}"
-        )
+        wrapper = private_connection(settings, self.alias)
         return closing_connection(self._open(str(settings["NAME"]), wrapper))
 
     # --- one per tracked clone, for restores ----------------------------------

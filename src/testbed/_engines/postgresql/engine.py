@@ -14,6 +14,7 @@ from django.db import DatabaseError
 from testbed._engines._base import (
     DatabaseInfo,
     EngineError,
+    closing_connection,
     like_prefix,
     shortened_name,
 )
@@ -26,6 +27,7 @@ from testbed._engines.postgresql.connection import (
     string,
 )
 from testbed._engines.postgresql.copying import PostgreSQLCopying
+from testbed._engines.postgresql.table_reset import keep_baseline_sql
 from testbed._engines.postgresql.tracking import PostgreSQLTracking
 from testbed._settings import ConfigurationError, testbed_settings
 
@@ -179,6 +181,19 @@ class PostgreSQLEngine(PostgreSQLCopying, PostgreSQLTracking):
             raise EngineError(
                 f"Could not seal PostgreSQL template {name!r}: {exc}"
             ) from exc
+
+    def keep_baseline(self, name: str) -> None:
+        try:
+            with closing_connection(self._open(name)) as conn, conn.cursor() as cursor:
+                cursor.execute(keep_baseline_sql())
+        except DatabaseError as exc:
+            raise EngineError(
+                f"Could not keep the migrated state of PostgreSQL template {name!r}: {exc}"
+            ) from exc
+
+    def baseline_source(self, template: str) -> str:
+        # Each clone carries its copy (see table_reset).
+        return ""
 
     def strategy(self) -> str:
         """The ``CREATE DATABASE`` strategy: ``TESTBED['POSTGRESQL_STRATEGY']``,

@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from testbed._engines.postgresql.connection import string
+from testbed._engines.postgresql.table_reset import BASELINE_SCHEMA
 
 SCHEMA = "_testbed"
 
-# Schemas whose tables and sequences are the user's data.
+# Schemas whose tables and sequences are the user's data: not the system's,
+# nor testbed's tracking or baseline.
 USER_SCHEMA = (
-    "n.nspname NOT IN ('pg_catalog', 'information_schema', '_testbed') "
+    f"n.nspname NOT IN ('pg_catalog', 'information_schema', '{SCHEMA}', '{BASELINE_SCHEMA}') "
     "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'"
 )
 

@@ -1,0 +1,200 @@
+"""PostgreSQL's table operations on a live test database (see
+``testbed._engines._table_reset``).
+
+A superuser empties and restores tables in replica mode: no trigger fires,
+the user's or the foreign keys', so the rows come and go exactly as asked.
+Other roles get Django's own ``TRUNCATE ... CASCADE``, and restores with
+the foreign keys deferred, as Django's flush and deserialization run.
+
+Signatures are ``(count(*), sum(xmin))``: any row a later transaction
+writes has a larger ``xmin``, so the pair changes whenever rows do, at the
+cost of one scan. They are not content: equal rows written again differ.
+
+The baseline of the migrated state is a copy of each table that holds rows,
+in the ``_testbed_m`` schema of the schema template, made when the template
+is built (``keep_baseline``), so every test database cloned from it carries
+one: PostgreSQL cannot read another database's tables. Django's
+introspection lists only the tables on the search path, so the project
+never sees it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Hashable, Iterable, Iterator
+from typing import Any, ClassVar
+
+from django.db import transaction
+
+from testbed._engines._table_reset import TableReset
+
+BASELINE_SCHEMA = "_testbed_m"
+BASELINE_MARK = "testbed baseline v1"
+
+
+def keep_baseline_sql() -> str:
+    """SQL that copies every non-empty table on the search path into
+    ``_testbed_m``: run in a schema template before it is sealed."""
+    return f"""DO $testbed$
+DECLARE
+  tb_table record;
+  tb_rows boolean;
+BEGIN
+  CREATE SCHEMA {BASELINE_SCHEMA};
+  COMMENT ON SCHEMA {BASELINE_SCHEMA} IS '{BASELINE_MARK}';
+  FOR tb_table IN
+    SELECT c.oid::regclass AS qname, c.relname FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+      AND pg_table_is_visible(c.oid)
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  LOOP
+    EXECUTE format('SELECT EXISTS (SELECT FROM %s)', tb_table.qname) INTO tb_rows;
+    IF tb_rows THEN
+      EXECUTE format('CREATE TABLE {BASELINE_SCHEMA}.%I AS SELECT * FROM %s',
+                     tb_table.relname, tb_table.qname);
+    END IF;
+  END LOOP;
+END
+$testbed$"""
+
+
+class PostgreSQLTableReset(TableReset):
+    vendor = "postgresql"
+    flush_cascades: ClassVar[bool] = True
+    content_signatures: ClassVar[bool] = False
+
+    def _is_superuser(self) -> bool:
+        if "superuser" not in self.memo:
+            rows = self._rows("SELECT current_setting('is_superuser') = 'on'")
+            self.memo["superuser"] = bool(rows[0][0])
+        return bool(self.memo["superuser"])
+
+    @contextlib.contextmanager
+    def _quietly(self) -> Iterator[Any]:
+        """A cursor in a transaction where, for a superuser, no trigger fires
+        (replica mode); other roles keep Django's deferred foreign keys."""
+        with (
+            transaction.atomic(using=self.connection.alias),
+            self.connection.cursor() as cursor,
+        ):
+            if not self._is_superuser():
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+                yield cursor
+                return
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            try:
+                yield cursor
+            finally:
+                # Within a test's own transaction, SET LOCAL would last
+                # until it ends.
+                cursor.execute("SET LOCAL session_replication_role = origin")
+
+    def referencing(self, tables: Collection[str]) -> set[str]:
+        if not tables:
+            return set()
+        rows = self._rows(
+            """
+            WITH RECURSIVE refs(oid) AS (
+              SELECT c.oid FROM pg_class c
+              WHERE c.oid = ANY (%s::regclass[])
+              UNION
+              SELECT f.conrelid FROM pg_constraint f JOIN refs ON f.confrelid = refs.oid
+              WHERE f.contype = 'f'
+            )
+            SELECT c.relname FROM refs JOIN pg_class c ON c.oid = refs.oid
+            WHERE pg_table_is_visible(c.oid)
+            """,
+            [[self.quote(t) for t in tables]],
+        )
+        return set(tables) | {str(row[0]) for row in rows}
+
+    def signatures(self, tables: Iterable[str]) -> dict[str, Hashable]:
+        names = sorted(set(tables))
+        if not names:
+            return {}
+        sql = " UNION ALL ".join(
+            f"SELECT %s, count(*), coalesce(sum(xmin::text::bigint), 0) FROM {self.quote(t)}"
+            for t in names
+        )
+        return {str(n): (int(c), int(s)) for n, c, s in self._rows(sql, names)}
+
+    def empty(self, tables: Collection[str]) -> None:
+        if not tables:
+            return
+        if not self._is_superuser():
+            # Django's own flush statement; CASCADE reaches only tables that
+            # Django's flush empties too, or its TRUNCATE would have failed.
+            from django.core.management.color import no_style
+
+            ops = self.connection.ops
+            ops.execute_sql_flush(
+                ops.sql_flush(
+                    no_style(),
+                    sorted(tables),
+                    reset_sequences=False,
+                    allow_cascade=True,
+                )
+            )
+            return
+        # DELETE costs a fraction of TRUNCATE's new files for the few rows a
+        # test leaves; in replica mode no foreign key check or trigger fires.
+        with self._quietly() as cursor:
+            for table in sorted(tables):
+                cursor.execute(f"DELETE FROM {self.quote(table)}")
+
+    # --- the migrated state ------------------------------------------------------
+
+    def baseline_tables(self, source: str) -> set[str] | None:
+        rows = self._rows(
+            "SELECT c.relname FROM pg_namespace n"
+            " LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r'"
+            " WHERE n.nspname = %s AND obj_description(n.oid, 'pg_namespace') = %s",
+            [BASELINE_SCHEMA, BASELINE_MARK],
+        )
+        if not rows:
+            return None
+        return {str(row[0]) for row in rows if row[0] is not None}
+
+    def restore_baseline(self, source: str, tables: Collection[str]) -> None:
+        if not tables:
+            return
+        with self._quietly() as cursor:
+            for table in sorted(tables):
+                cursor.execute(self._upsert(cursor, table))
+
+    def _upsert(self, cursor: Any, table: str) -> str:
+        cursor.execute(
+            """
+            SELECT ARRAY(SELECT quote_ident(a.attname) FROM pg_attribute a
+                         WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+                           AND a.attgenerated = ''
+                           AND a.attname IN (SELECT b.attname FROM pg_attribute b
+                                             WHERE b.attrelid = m.oid AND b.attnum > 0
+                                               AND NOT b.attisdropped)
+                         ORDER BY a.attnum),
+                   ARRAY(SELECT quote_ident(a.attname)
+                         FROM pg_index i, unnest(i.indkey) WITH ORDINALITY k(attnum, pos),
+                              pg_attribute a
+                         WHERE i.indrelid = t.oid AND i.indisprimary
+                           AND a.attrelid = t.oid AND a.attnum = k.attnum
+                         ORDER BY k.pos),
+                   EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = t.oid
+                           AND a.attidentity = 'a' AND NOT a.attisdropped)
+            FROM (SELECT %s::regclass AS oid) t,
+                 (SELECT format('%%I.%%I', %s::text, %s::text)::regclass AS oid) m
+            """,
+            [self.quote(table), BASELINE_SCHEMA, table],
+        )
+        columns, key, always = cursor.fetchone()
+        cols = ", ".join(columns)
+        override = " OVERRIDING SYSTEM VALUE" if always else ""
+        source = f"{BASELINE_SCHEMA}.{self.quote(table)}"
+        sql = f"INSERT INTO {self.quote(table)} ({cols}){override} SELECT {cols} FROM {source}"
+        if not key:
+            return sql
+        rest = [c for c in columns if c not in key]
+        if not rest:
+            return f"{sql} ON CONFLICT ({', '.join(key)}) DO NOTHING"
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in rest)
+        return f"{sql} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"

@@ -1065,6 +1065,66 @@ def test_limited_role_declines_what_only_replica_mode_restores(limited: Any) -> 
     tracked = limited.derive_name("tracked", persistent=False)
     limited.clone(template, tracked, MARK)
     assert not limited.prepare_tracking(tracked, template)
+    assert limited.tracking_refused == (
+        "it has triggers, rules, cascading or non-deferrable foreign keys, "
+        "materialized views or forced row security, which only a superuser's "
+        "restores (in replica mode) get right; run the tests as a superuser role"
+    )
     assert sql(
         limited, tracked, "SELECT count(*) FROM pg_namespace WHERE nspname = '_testbed'"
     ) == [(0,)]
+
+
+def test_a_clone_restored_by_fresh_clones_is_named_in_the_summary(limited: Any) -> None:
+    from testbed import _clones, _templates
+    from testbed._config import TemplateSpec
+    from testbed._stats import stats
+
+    template, _ = build(limited, SCHEMA_SQL)
+    tracked = limited.derive_name("tracked", persistent=False)
+    limited.clone(template, tracked, MARK)
+    spec = TemplateSpec(name="catalog", alias="postgresql")
+    built = _templates.Template(spec, limited, template, fingerprint=None)  # type: ignore[arg-type]
+    clone = _clones.WorkingClone(built, tracked)
+    before = len(stats.notes)
+    _clones.prepare_restores(clone)
+    assert clone.tracking is False
+    assert stats.notes[before:] == [
+        f"testbed: template 'catalog': restores of its clone {tracked} are fresh "
+        "clones, because change tracking is refused: it has triggers, rules, "
+        "cascading or non-deferrable foreign keys, materialized views or forced "
+        "row security, which only a superuser's restores (in replica mode) get "
+        "right; run the tests as a superuser role"
+    ]
+
+
+def test_limited_role_resets_tables_with_djangos_own_statements(limited: Any) -> None:
+    """Without replica mode: Django's TRUNCATE ... CASCADE to empty tables,
+    and restores with the foreign keys deferred."""
+    from django.db import connections
+
+    from testbed._engines import table_reset_for
+
+    template = limited.derive_name("tpl", persistent=True)
+    limited.create_empty(template, MARK)
+    fill(limited, template, DJANGO_SQL)
+    limited.keep_baseline(template)
+    limited.seal(template, MARK)
+    clone = limited.derive_name("clone", persistent=False)
+    limited.clone(template, clone, MARK)
+    alias = f"tb_limited_{os.getpid()}"
+    connections.settings[alias] = limited.settings_for(clone)
+    try:
+        ops = table_reset_for(connections[alias])
+        assert ops is not None
+        original = sql(limited, clone, "SELECT * FROM item ORDER BY id")
+        ops.empty({"code"})
+        # CASCADE empties what references it, as Django's flush would.
+        assert ops.nonempty(["code", "item", "author"]) == {"author"}
+        ops.restore_baseline("", {"code", "item"})
+        assert sql(limited, clone, "SELECT * FROM item ORDER BY id") == original
+        assert ops.nonempty(["code"]) == {"code"}
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]

@@ -83,6 +83,13 @@ def prepare_restores(clone: WorkingClone) -> None:
         with timed():
             built = clone.template
             clone.tracking = built.engine.prepare_tracking(clone.name, built.name)
+        if not clone.tracking and built.engine.vendor != "sqlite":
+            # Each restore then costs a whole clone: say so, and why.
+            note(
+                f"{built.spec.label}: restores of its clone {clone.name} are "
+                f"fresh clones, because change tracking is refused: "
+                f"{built.engine.tracking_refused}"
+            )
 
 
 def restore(clone: WorkingClone) -> None:

@@ -19,7 +19,13 @@ __all__ = [
     "testbed_settings",
 ]
 
-_KNOWN_KEYS = {"TEMPLATES", "LOCK_TIMEOUT", "CACHE_DIR", "POSTGRESQL_STRATEGY"}
+_KNOWN_KEYS = {
+    "TEMPLATES",
+    "LOCK_TIMEOUT",
+    "CACHE_DIR",
+    "POSTGRESQL_STRATEGY",
+    "TRANSACTIONAL_RESET",
+}
 
 
 class ConfigurationError(TestbedError):

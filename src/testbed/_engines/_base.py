@@ -149,11 +149,16 @@ class Engine(abc.ABC):
 
     # --- per-test restore ----------------------------------------------------
 
+    # Why the last ``prepare_tracking`` returned False, and what would let it
+    # track: the core names it in the session summary.
+    tracking_refused: str = "this engine restores by making a fresh clone"
+
     def prepare_tracking(self, name: str, template: str) -> bool:
         """Make ``name`` (a fresh clone of ``template``) record what changes.
 
-        Returns False if this engine cannot restore changed tables, in which
-        case the core makes a fresh clone instead.
+        Returns False if this engine cannot restore changed tables (saying
+        why in ``tracking_refused``), in which case the core makes a fresh
+        clone instead.
         """
         return False
 

@@ -22,12 +22,10 @@ if TYPE_CHECKING:
 MARKER = "template_database"
 FIXTURE = "template_database"
 
-# pytest-django's names for a test that commits.
-_TRANSACTIONAL_FIXTURES = (
-    "transactional_db",
-    "django_db_reset_sequences",
-    "live_server",
-)
+# pytest-django's names for a test that commits. live_server is one only
+# where testbed does not share the test's connection with the server (see
+# _django_db_options).
+_TRANSACTIONAL_FIXTURES = ("transactional_db", "django_db_reset_sequences")
 
 
 def configure(config: pytest.Config) -> None:

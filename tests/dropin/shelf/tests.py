@@ -29,9 +29,12 @@ def post_migrate_state(test: TransactionTestCase) -> None:
     test.assertEqual(Genre.objects.count(), 0)
     test.assertEqual(User.objects.count(), 0)
     test.assertEqual(list(Shelf.objects.values_list("label", flat=True)), ["default"])
-    test.assertTrue(ContentType.objects.filter(app_label="shelf", model="book").exists())
+    test.assertTrue(
+        ContentType.objects.filter(app_label="shelf", model="book").exists()
+    )
     test.assertTrue(Permission.objects.filter(codename="add_book").exists())
     test.assertEqual(Site.objects.get().domain, "example.com")
+    test.assertFalse(Permission.objects.filter(codename="shelve_book").exists())
 
 
 class Step1RollbackTests(TestCase):
@@ -79,9 +82,14 @@ class Step4TransactionalTests(TransactionTestCase):
     def test_1_writes_everywhere(self) -> None:
         genre = Genre.objects.create(name="essays")
         Book.objects.create(title="written").genres.add(genre)
-        User.objects.create(username="alice").user_permissions.add(
-            Permission.objects.get(codename="add_book")
+        # After a serialized test (with --parallel, in the same worker) there
+        # are no content types or permissions: make what the test needs.
+        permission = Permission.objects.create(
+            codename="shelve_book",
+            name="Can shelve a book",
+            content_type=ContentType.objects.get_for_model(Book),
         )
+        User.objects.create(username="alice").user_permissions.add(permission)
         Shelf.objects.create(label="second")
 
     def test_2_finds_the_flushed_state(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.db import connection, transaction
 from live.helpers import committed, fetch
+from notes.loaders import TEMPLATE_NOTES
 from notes.models import Hit, Note, Tag
 
 
@@ -82,6 +83,16 @@ def test_bad_requests_do_not_break_the_test(live_server: Any) -> None:
 
 def test_db_fixture_shares_too(db: None, live_server: Any) -> None:
     assert connection.in_atomic_block
+
+
+@pytest.mark.template_database("notes")
+def test_template_rolls_back_with_the_server_sharing_it(live_server: Any) -> None:
+    # The server sees the template's clone, and what it writes is rolled
+    # back with the test: no restore of the clone follows.
+    assert connection.in_atomic_block
+    assert json.loads(fetch(live_server.url + "/count/")[1])["notes"] == TEMPLATE_NOTES
+    assert fetch(live_server.url + "/hit/", method="POST") == (200, "1")
+    assert Hit.objects.count() == 1
 
 
 @pytest.mark.django_db

@@ -99,6 +99,11 @@ class MySQLTracking(MySQLConnections):
                 return self._prepare_tracking(cur, name, template)
             except DatabaseError as exc:
                 if errno_of(exc) in ER_ACCESS_DENIED:
+                    self.tracking_refused = (
+                        f"the user may not create triggers in it ({exc}); grant "
+                        "it TRIGGER (and SUPER, or set log_bin_trust_function_"
+                        "creators, where binary logging is on)"
+                    )
                     return False
                 raise EngineError(
                     f"Cannot set up change tracking in {name!r}: {exc}"
@@ -168,6 +173,10 @@ class MySQLTracking(MySQLConnections):
         found = {row[0] for row in cur.fetchall()}
         if any(f"{innodb_name(name)}/{innodb_name(t)}" not in found for t in innodb):
             # Without every table's InnoDB id a TRUNCATE would go unseen.
+            self.tracking_refused = (
+                "the server does not show every table's InnoDB id, without "
+                f"which a TRUNCATE would go unseen (information_schema.{dictionary})"
+            )
             return False
 
         log = f"{quote(name)}.{quote(DIRTY_TABLE)}"

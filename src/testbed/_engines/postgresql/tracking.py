@@ -48,8 +48,15 @@ class PostgreSQLTracking(PostgreSQLConnections):
         except DatabaseError as exc:
             # A session holds a table, or the role may not read one: no
             # tracking, and nothing was made.
-            if sqlstate(exc) in (LOCK_NOT_AVAILABLE, INSUFFICIENT_PRIVILEGE):
-                return False
+            if sqlstate(exc) == LOCK_NOT_AVAILABLE:
+                return self._refuse(
+                    f"another session holds a lock on one of its tables ({exc})"
+                )
+            if sqlstate(exc) == INSUFFICIENT_PRIVILEGE:
+                return self._refuse(
+                    f"the role may not read one of its tables ({exc}); grant it, "
+                    "or run the tests as the tables' owner"
+                )
             raise EngineError(
                 f"Could not prepare PostgreSQL database {name!r} for restores: {exc}"
             ) from exc
@@ -66,15 +73,28 @@ class PostgreSQLTracking(PostgreSQLConnections):
         if prepared:
             # Already tracking (this method ran before); a schema of that
             # name that is not ours is left alone.
-            return bool(comment == mark)
+            if comment == mark:
+                return True
+            return self._refuse(
+                f"it has a schema named {SCHEMA!r} that testbed did not make; "
+                "rename that schema"
+            )
         tables = self._tables(cursor)
         if tables is None:
-            return False
+            return self._refuse(
+                "it has partitioned or inherited tables, whose rows reach "
+                "them by too many paths to follow"
+            )
         # Without replica mode, the restore's own deletes and inserts fire
         # triggers and rules and meet foreign keys: only deferred NO ACTION
         # keys and no user triggers or rules leave the result exact.
         if not superuser and self._needs_replica(cursor):
-            return False
+            return self._refuse(
+                "it has triggers, rules, cascading or non-deferrable foreign "
+                "keys, materialized views or forced row security, which only "
+                "a superuser's restores (in replica mode) get right; run the "
+                "tests as a superuser role"
+            )
         cursor.execute(
             "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -91,6 +111,10 @@ class PostgreSQLTracking(PostgreSQLConnections):
             )
         )
         return True
+
+    def _refuse(self, why: str) -> bool:
+        self.tracking_refused = why
+        return False
 
     @staticmethod
     def _needs_replica(cursor: Any) -> bool:

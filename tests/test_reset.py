@@ -126,6 +126,35 @@ def test_serialized_rollback_loads_the_migrated_state_back(vendor: str) -> None:
     assert not [q for q in queries if q["sql"].lstrip().upper().startswith("INSERT")]
 
 
+@pytest.mark.django_db(transaction=True, databases=list(ALIAS.values()))
+def test_a_serialized_flush_keeps_no_row_pointing_at_one_it_removes(
+    vendor: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+    from django.db import connections
+
+    from testbed import _reset, _testdb
+
+    alias = ALIAS[vendor]
+    connection = connections[alias]
+    managed = _testdb._managed[alias, connection.settings_dict["NAME"]]
+    baseline = _reset.baseline_for(connection, template=managed.template, fresh=False)
+    assert baseline is not None
+    monkeypatch.setattr(connection, "_test_serialized_contents", baseline, raising=False)
+    flush(alias, inhibit=True, serialized=True)
+    connection.creation.deserialize_db_from_string(baseline)
+    # The content types change; the permissions, which point at them, do not.
+    ContentType.objects.using(alias).create(app_label="extra", model="extra")
+    flush(alias, inhibit=True, serialized=True)
+    assert not ContentType.objects.using(alias).exists()
+    # Kept, they would point at content types no longer there.
+    assert not Permission.objects.using(alias).exists()
+    db = _reset._databases[alias, connection.settings_dict["NAME"]]
+    assert "django_content_type" not in db.pending
+    assert "auth_permission" not in db.pending
+
+
 def test_only_the_setting_s_two_values_are_accepted(settings: Any) -> None:
     from testbed import _reset
     from testbed._settings import ConfigurationError

@@ -37,6 +37,9 @@ INSTALLED_APPS = [
     "benchproject.catalog",
     "benchproject.sales",
 ]
+if os.environ.get("BENCHPROJECT_DATASET"):
+    # Loads the data set in a data migration (benchmarks.transactional).
+    INSTALLED_APPS.append("benchproject.dataset")
 
 
 def _database(engine: str) -> dict[str, object]:

@@ -63,6 +63,33 @@ def working_clone(spec: TemplateSpec) -> WorkingClone:
         return clone
 
 
+# Test databases and clones of testbed's whose connections skip waiting for
+# the disk (a setting of each connection on SQLite), by name. Kept across
+# forks: --parallel workers connect to clones their parent made.
+_quick: dict[str, Any] = {}
+
+
+def skip_disk_waits(engine: Any, name: str) -> None:
+    """Let commits to ``name``, a database testbed made for tests, return
+    before the disk has them: no test needs a test database to survive a
+    crash, and transactional tests commit all the time."""
+    engine.skip_disk_waits(name)
+    _quick[name] = engine
+
+
+def _connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    engine = _quick.get(str(connection.settings_dict.get("NAME")))
+    if engine is not None and engine.vendor == connection.vendor:
+        engine.skip_disk_waits_on(connection)
+
+
+def listen() -> None:
+    """Tune the project's new connections to testbed's databases."""
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_connection_created, dispatch_uid=__name__)
+
+
 def _clone_into(clone: WorkingClone) -> None:
     built = clone.template
     mark = Mark(
@@ -74,6 +101,7 @@ def _clone_into(clone: WorkingClone) -> None:
         complete=True,
     )
     clone.template = _templates.clone(built, clone.name, mark.dumps())
+    skip_disk_waits(clone.template.engine, clone.name)
     stats.clones += 1
 
 

@@ -228,11 +228,15 @@ def _flush(
     inhibit_post_migrate: bool,
 ) -> None:
     ops = _ops(db)
-    tables = set(
-        connection.introspection.django_table_names(
-            only_existing=True, include_views=False
-        )
-    )
+    # Django's flush empties django_table_names(only_existing=True): its
+    # models' tables that exist (the engine lists those for less).
+    introspection = connection.introspection
+    existing = ops.existing_tables()
+    tables = {
+        table
+        for table in introspection.django_table_names(include_views=False)
+        if introspection.identifier_converter(table) in existing
+    }
     if allow_cascade and ops.flush_cascades:
         tables = ops.referencing(tables)
     full = ops.nonempty(tables)
@@ -252,6 +256,9 @@ def _flush(
             for table, signature in ops.signatures(candidates).items()
             if db.baseline.get(table) == signature
         }
+        if keep:
+            # A kept row must not point at one the flush removes.
+            keep -= ops.referencing(full - keep)
         ops.empty(full - keep)
         db.pending = (db.pending - full) | keep
         stats.resets_rows += 1
@@ -429,8 +436,30 @@ def restore_serialized(connection: Any, baseline: SerializedBaseline) -> None:
     stats.serialized_restores += 1
 
 
-def forget() -> None:
-    """Forget every database (a new run, or a forked worker)."""
+def release(alias: str, name: str) -> None:
+    """Let go of what is kept open for resets of database ``name`` (before
+    it is dropped)."""
     with _lock:
+        db = _databases.pop((alias, name), None)
+    if db is not None:
+        _close(db)
+
+
+def release_all() -> None:
+    """Let go of everything kept open for resets, at the end of the run."""
+    with _lock:
+        found = list(_databases.values())
         _databases.clear()
         _refused.clear()
+    for db in found:
+        _close(db)
+
+
+def _close(db: _Database) -> None:
+    from django.db import connections
+
+    if db.alias in connections:
+        ops = table_reset_for(connections[db.alias])
+        if ops is not None:
+            ops.memo = db.memo
+            ops.close()

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from testbed import _clones, _safety, _templates
+from testbed import _clones, _reset, _safety, _templates
 from testbed._engines import Engine, engine_for
 from testbed._safety import TEST, Mark
 from testbed._stats import note, stats, timed
@@ -150,6 +150,7 @@ def _create(
     reuse = state == _CURRENT and keepdb
     if reuse:
         stats.databases_reused += 1
+        _clones.skip_disk_waits(engine, name)
     elif state == _OUTDATED and keepdb:
         note(f"recreating test database {name!r} ({why})")
     if verbosity >= 1:
@@ -246,6 +247,7 @@ def _clone_one(
     if state == _CURRENT and keepdb:
         with _counting:
             stats.databases_reused += 1
+        _clones.skip_disk_waits(engine, target)
         return _CURRENT
     if state == _OUTDATED and keepdb:
         note(f"recreating test database {target!r} ({why})")
@@ -311,6 +313,7 @@ def _destroy_test_db(*args: Any, **kwargs: Any) -> Any:
             managed.locks.close()
     with timed():
         connection.close()
+        _reset.release(connection.alias, name)
         keep = (
             bool(call.get("keepdb")) and not managed.stand_in and not _is_memory(name)
         )
@@ -333,8 +336,6 @@ def serialized_baseline(connection: Any) -> Any:
     """What stands in for ``serialize_db_to_string()`` during set-up, for a
     test database testbed cloned: see ``testbed._reset``. None for Django's
     own serialization."""
-    from testbed import _reset
-
     if not _creating:
         return None
     with _lock:
@@ -437,6 +438,7 @@ def _fresh_clone(
     built = _templates.clone(built, name, incomplete.dumps(), engine)
     complete = _test_mark(name, built, complete=True, stand_in=stand_in)
     engine.write_mark(name, complete.dumps())
+    _clones.skip_disk_waits(engine, name)
     with _counting:
         stats.databases_cloned += 1
     return built
@@ -488,6 +490,7 @@ def install() -> None:
         _installed += 1
         if _installed > 1:
             return
+        _clones.listen()
         for method, hook in (
             ("create_test_db", _create_test_db),
             ("clone_test_db", _clone_test_db),

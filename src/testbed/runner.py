@@ -129,6 +129,7 @@ class TestbedRunner(DiscoverRunner):
         try:
             super().teardown_databases(old_config, **kwargs)
         finally:
+            _reset.release_all()
             _transactional.uninstall()
             _testdb.uninstall()
             _testdb.release_all()

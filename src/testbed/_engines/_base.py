@@ -137,6 +137,14 @@ class Engine(abc.ABC):
         write, no ALTER, no session terminated, and nothing left behind in it.
         """
 
+    def skip_disk_waits(self, name: str) -> None:  # noqa: B027 - a setting per connection elsewhere
+        """Let commits to the test database ``name`` (testbed's own) return
+        before the disk has them: a test database needs no durability, and
+        transactional tests commit all the time."""
+
+    def skip_disk_waits_on(self, connection: BaseDatabaseWrapper) -> None:  # noqa: B027
+        """The same, for engines where it is a setting of each connection."""
+
     def keep_baseline(self, name: str) -> None:  # noqa: B027 - most engines read the template
         """Keep, inside the schema template ``name`` before it is sealed, what
         restoring its migrated state needs (``TableReset.restore_baseline``);

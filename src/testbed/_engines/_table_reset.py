@@ -42,6 +42,9 @@ class TableReset(abc.ABC):
         # engine's own use (whether the role is a superuser, ...).
         self.memo: dict[str, Any] = {}
 
+    def close(self) -> None:  # noqa: B027 - most keep nothing open
+        """Let go of whatever the operations keep open between resets."""
+
     def quote(self, table: str) -> str:
         return str(self.connection.ops.quote_name(table))
 
@@ -51,6 +54,11 @@ class TableReset(abc.ABC):
             return list(cursor.fetchall())
 
     # --- reading ----------------------------------------------------------------
+
+    def existing_tables(self) -> set[str]:
+        """The tables (not views) in the database, as Django's introspection
+        lists them."""
+        return set(self.connection.introspection.table_names())
 
     def _exists_query(self, table: str) -> str:
         return f"SELECT %s WHERE EXISTS (SELECT 1 FROM {self.quote(table)})"
@@ -63,10 +71,26 @@ class TableReset(abc.ABC):
         sql = " UNION ALL ".join(self._exists_query(t) for t in names)
         return {str(row[0]) for row in self._rows(sql, names)}
 
+    def _foreign_keys(self) -> Iterable[tuple[str, str]]:
+        """(table, table it references) for every foreign key."""
+        return ()
+
     def referencing(self, tables: Collection[str]) -> set[str]:
         """``tables`` and every table whose foreign keys lead to one of them,
         however indirectly: what a cascading flush of ``tables`` empties."""
-        return set(tables)
+        found = set(tables)
+        if not found:
+            return found
+        referenced_by: dict[str, set[str]] = {}
+        for child, parent in self._foreign_keys():
+            referenced_by.setdefault(parent, set()).add(child)
+        todo = list(found)
+        while todo:
+            for child in referenced_by.get(todo.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        return found
 
     @abc.abstractmethod
     def signatures(self, tables: Iterable[str]) -> dict[str, Hashable]:

@@ -26,5 +26,6 @@ def _testbed_session(
     # again: testbed's clean-up needs it.
     with django_db_blocker.unblock():
         _reset.settle_all()
+        _reset.release_all()
         _clones.drop_working_clones()
         _testdb.release_all()

@@ -30,6 +30,14 @@ class MySQLTableReset(TableReset):
         # Django's quote_name leaves embedded backticks alone.
         return quote(table)
 
+    def _foreign_keys(self) -> Iterable[tuple[str, str]]:
+        rows = self._rows(
+            "SELECT TABLE_NAME, REFERENCED_TABLE_NAME"
+            " FROM information_schema.REFERENTIAL_CONSTRAINTS"
+            " WHERE CONSTRAINT_SCHEMA = DATABASE() AND UNIQUE_CONSTRAINT_SCHEMA = DATABASE()"
+        )
+        return [(str(child), str(parent)) for child, parent in rows]
+
     def signatures(self, tables: Iterable[str]) -> dict[str, Hashable]:
         names = sorted(set(tables))
         if not names:

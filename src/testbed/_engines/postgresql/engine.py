@@ -182,6 +182,14 @@ class PostgreSQLEngine(PostgreSQLCopying, PostgreSQLTracking):
                 f"Could not seal PostgreSQL template {name!r}: {exc}"
             ) from exc
 
+    def skip_disk_waits(self, name: str) -> None:
+        try:
+            self._query(f"ALTER DATABASE {quote(name)} SET synchronous_commit = off")
+        except DatabaseError as exc:
+            raise EngineError(
+                f"Could not set synchronous_commit on PostgreSQL database {name!r}: {exc}"
+            ) from exc
+
     def keep_baseline(self, name: str) -> None:
         try:
             with closing_connection(self._open(name)) as conn, conn.cursor() as cursor:

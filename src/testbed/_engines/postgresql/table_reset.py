@@ -1,6 +1,12 @@
 """PostgreSQL's table operations on a live test database (see
 ``testbed._engines._table_reset``).
 
+They run on a session of testbed's own, kept open from one test to the
+next: Django opens a new one for each transactional test, and a new
+session reads the catalog cold, which costs more than the reset itself. It
+sees what the test committed, which is all a flush leaves to remove once
+Django closes the test's connection.
+
 A superuser empties and restores tables in replica mode: no trigger fires,
 the user's or the foreign keys', so the rows come and go exactly as asked.
 Other roles get Django's own ``TRUNCATE ... CASCADE``, and restores with
@@ -24,9 +30,12 @@ import contextlib
 from collections.abc import Collection, Hashable, Iterable, Iterator
 from typing import Any, ClassVar
 
-from django.db import transaction
+from django.db import DatabaseError
+from django.db.backends.base.base import BaseDatabaseWrapper
 
+from testbed._engines._base import private_connection
 from testbed._engines._table_reset import TableReset
+from testbed._engines.postgresql.connection import string
 
 BASELINE_SCHEMA = "_testbed_m"
 BASELINE_MARK = "testbed baseline v1"
@@ -63,32 +72,82 @@ class PostgreSQLTableReset(TableReset):
     vendor = "postgresql"
     flush_cascades: ClassVar[bool] = True
     content_signatures: ClassVar[bool] = False
+    # How long a statement waits for a lock a leftover session holds (a
+    # test that left a transaction open) before the reset gives up and
+    # Django's flush runs instead.
+    lock_timeout_ms: ClassVar[int] = 5000
 
-    def _is_superuser(self) -> bool:
-        if "superuser" not in self.memo:
-            rows = self._rows("SELECT current_setting('is_superuser') = 'on'")
-            self.memo["superuser"] = bool(rows[0][0])
-        return bool(self.memo["superuser"])
+    def _session(self) -> BaseDatabaseWrapper:
+        session: BaseDatabaseWrapper | None = self.memo.get("session")
+        if session is not None and session.is_usable():
+            return session
+        self.close()
+        settings = {
+            **self.connection.settings_dict,
+            "OPTIONS": dict(self.connection.settings_dict.get("OPTIONS") or {}),
+        }
+        # A pooled connection would outlive close(), and pools are keyed by
+        # alias, shared with the test's own connections.
+        settings["OPTIONS"].pop("pool", None)
+        settings["OPTIONS"].setdefault("application_name", "testbed")
+        session = private_connection(settings, self.connection.alias)
+        session.inc_thread_sharing()
+        session.ensure_connection()
+        with session.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('is_superuser') = 'on',"
+                " set_config('synchronous_commit', 'off', false),"
+                " set_config('lock_timeout', %s, false)",
+                [f"{self.lock_timeout_ms}ms"],
+            )
+            superuser = bool(cursor.fetchone()[0])
+            if superuser:
+                cursor.execute("SET session_replication_role = replica")
+        self.memo["session"] = session
+        self.memo["superuser"] = superuser
+        return session
+
+    def close(self) -> None:
+        session = self.memo.pop("session", None)
+        if session is not None:
+            with contextlib.suppress(DatabaseError):
+                session.close()
+
+    def _rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        # Straight on the driver's connection: Django's cursor wrapper costs
+        # as much as these catalog-sized queries themselves.
+        session = self._session()
+        with session.wrap_database_errors:
+            return list(session.connection.execute(sql, params).fetchall())
+
+    def nonempty(self, tables: Iterable[str]) -> set[str]:
+        names = sorted(set(tables))
+        if not names:
+            return set()
+        sql = " UNION ALL ".join(
+            f"SELECT {string(t)} WHERE EXISTS (SELECT 1 FROM {self.quote(t)})"
+            for t in names
+        )
+        return {str(row[0]) for row in self._rows(sql)}
+
+    def existing_tables(self) -> set[str]:
+        with self._session().cursor() as cursor:
+            return set(self.connection.introspection.table_names(cursor))
 
     @contextlib.contextmanager
-    def _quietly(self) -> Iterator[Any]:
-        """A cursor in a transaction where, for a superuser, no trigger fires
-        (replica mode); other roles keep Django's deferred foreign keys."""
-        with (
-            transaction.atomic(using=self.connection.alias),
-            self.connection.cursor() as cursor,
-        ):
-            if not self._is_superuser():
-                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-                yield cursor
-                return
-            cursor.execute("SET LOCAL session_replication_role = replica")
+    def _transaction(self) -> Iterator[Any]:
+        """A cursor in a transaction of the session: no trigger fires for a
+        superuser (replica mode); other roles defer the foreign keys."""
+        with self._session().cursor() as cursor:
+            cursor.execute("BEGIN")
             try:
+                if not self.memo["superuser"]:
+                    cursor.execute("SET CONSTRAINTS ALL DEFERRED")
                 yield cursor
-            finally:
-                # Within a test's own transaction, SET LOCAL would last
-                # until it ends.
-                cursor.execute("SET LOCAL session_replication_role = origin")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
 
     def referencing(self, tables: Collection[str]) -> set[str]:
         if not tables:
@@ -114,34 +173,31 @@ class PostgreSQLTableReset(TableReset):
         if not names:
             return {}
         sql = " UNION ALL ".join(
-            f"SELECT %s, count(*), coalesce(sum(xmin::text::bigint), 0) FROM {self.quote(t)}"
+            f"SELECT {string(t)}, count(*), coalesce(sum(xmin::text::bigint), 0)"
+            f" FROM {self.quote(t)}"
             for t in names
         )
-        return {str(n): (int(c), int(s)) for n, c, s in self._rows(sql, names)}
+        return {str(n): (int(c), int(s)) for n, c, s in self._rows(sql)}
 
     def empty(self, tables: Collection[str]) -> None:
         if not tables:
             return
-        if not self._is_superuser():
+        self._session()
+        with self._transaction() as cursor:
+            if self.memo["superuser"]:
+                # DELETE costs a fraction of TRUNCATE's new files for the few
+                # rows a test leaves; in replica mode nothing else fires.
+                for table in sorted(tables):
+                    cursor.execute(f"DELETE FROM {self.quote(table)}")
+                return
             # Django's own flush statement; CASCADE reaches only tables that
             # Django's flush empties too, or its TRUNCATE would have failed.
             from django.core.management.color import no_style
 
-            ops = self.connection.ops
-            ops.execute_sql_flush(
-                ops.sql_flush(
-                    no_style(),
-                    sorted(tables),
-                    reset_sequences=False,
-                    allow_cascade=True,
-                )
-            )
-            return
-        # DELETE costs a fraction of TRUNCATE's new files for the few rows a
-        # test leaves; in replica mode no foreign key check or trigger fires.
-        with self._quietly() as cursor:
-            for table in sorted(tables):
-                cursor.execute(f"DELETE FROM {self.quote(table)}")
+            for sql in self.connection.ops.sql_flush(
+                no_style(), sorted(tables), reset_sequences=False, allow_cascade=True
+            ):
+                cursor.execute(sql)
 
     # --- the migrated state ------------------------------------------------------
 
@@ -159,7 +215,8 @@ class PostgreSQLTableReset(TableReset):
     def restore_baseline(self, source: str, tables: Collection[str]) -> None:
         if not tables:
             return
-        with self._quietly() as cursor:
+        self._session()
+        with self._transaction() as cursor:
             for table in sorted(tables):
                 cursor.execute(self._upsert(cursor, table))
 

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from django.db.backends.base.base import BaseDatabaseWrapper
+
 from testbed._engines._base import DatabaseInfo, Engine, EngineError
 from testbed._settings import cache_dir, project_cache_dir
 
@@ -62,6 +64,10 @@ class SQLiteEngine(Engine):
         if in_memory and not persistent:
             return _memory_uri(f"{stem}_{suffix}")
         return str(directory / f"{stem}_{suffix}{ext}")
+
+    def skip_disk_waits_on(self, connection: BaseDatabaseWrapper) -> None:
+        if not _memory_name(str(connection.settings_dict["NAME"])):
+            connection.connection.execute("PRAGMA synchronous = OFF")
 
     # --- reading --------------------------------------------------------------
 

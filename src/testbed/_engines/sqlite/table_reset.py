@@ -26,22 +26,12 @@ class SQLiteTableReset(TableReset):
     vendor = "sqlite"
     flush_cascades: ClassVar[bool] = True
 
-    def referencing(self, tables: Collection[str]) -> set[str]:
+    def _foreign_keys(self) -> Iterable[tuple[str, str]]:
         rows = self._rows(
             'SELECT m.name, f."table" FROM sqlite_master m,'
             " pragma_foreign_key_list(m.name) f WHERE m.type = 'table'"
         )
-        referenced_by: dict[str, set[str]] = {}
-        for child, parent in rows:
-            referenced_by.setdefault(str(parent), set()).add(str(child))
-        found = set(tables)
-        todo = list(found)
-        while todo:
-            for child in referenced_by.get(todo.pop(), ()):
-                if child not in found:
-                    found.add(child)
-                    todo.append(child)
-        return found
+        return [(str(child), str(parent)) for child, parent in rows]
 
     def signatures(self, tables: Iterable[str]) -> dict[str, Hashable]:
         return {table: self._digest(table, "main") for table in sorted(set(tables))}

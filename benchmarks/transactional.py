@@ -61,6 +61,9 @@ TESTCASE = "testcase"
 TB_FLUSH, DJ_FLUSH = "testbed_ttc", "django_ttc"
 TB_SERIAL, DJ_SERIAL = "testbed_serialized", "django_serialized"
 TB_LIVE, DJ_LIVE = "testbed_live", "django_live"
+# A TransactionTestCase whose flush does nothing: not isolated, the cost of
+# Django's class itself (it reconnects for each test).
+FLOOR = "no_flush"
 
 # Bars, from the issue that asked for this.
 TESTCASE_BAR = 3.0  # testbed's TransactionTestCase, at most this times TestCase
@@ -197,6 +200,17 @@ def run(engine: str, size: str, tests: int, slow_tests: int) -> dict[str, Any]:
             (
                 DJ_FLUSH,
                 lambda: make_class("DjTTC", (TransactionTestCase,), tests),
+                False,
+                None,
+            ),
+            (
+                FLOOR,
+                lambda: make_class(
+                    "NoFlush",
+                    (TransactionTestCase,),
+                    tests,
+                    _fixture_teardown=lambda self: None,
+                ),
                 False,
                 None,
             ),
@@ -369,6 +383,11 @@ def size_section(size: str, results: list[dict[str, Any]]) -> str:
         (TESTCASE, "Django `TestCase` (savepoint rollback)"),
         (DJ_FLUSH, "`TransactionTestCase`, Django (flush)"),
         (TB_FLUSH, "`TransactionTestCase`, testbed installed"),
+        (
+            FLOOR,
+            "`TransactionTestCase` with no flush at all (not isolated: the cost "
+            "of Django's class itself, which reconnects for each test)",
+        ),
         (DJ_SERIAL, "`serialized_rollback = True`, Django (reload the JSON dump)"),
         (TB_SERIAL, "`serialized_rollback = True`, testbed installed"),
         (DJ_LIVE, "`LiveServerTestCase`, Django (flush)"),

@@ -52,7 +52,8 @@ def test_unknown_template_lists_the_known_ones() -> None:
         (
             {"TESTBED": {"TEMPLATE": {}}},
             "settings.TESTBED has unknown key(s) TEMPLATE; known keys are "
-            "CACHE_DIR, LOCK_TIMEOUT, POSTGRESQL_STRATEGY, TEMPLATES.",
+            "CACHE_DIR, LOCK_TIMEOUT, POSTGRESQL_STRATEGY, TEMPLATES, "
+            "TRANSACTIONAL_RESET.",
         ),
         (
             {"TESTBED": {"TEMPLATES": {"a": {"DATABASE": "nope"}}}},

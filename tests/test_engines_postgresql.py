@@ -1114,9 +1114,9 @@ def test_limited_role_resets_tables_with_djangos_own_statements(limited: Any) ->
     limited.clone(template, clone, MARK)
     alias = f"tb_limited_{os.getpid()}"
     connections.settings[alias] = limited.settings_for(clone)
+    ops = table_reset_for(connections[alias])
+    assert ops is not None
     try:
-        ops = table_reset_for(connections[alias])
-        assert ops is not None
         original = sql(limited, clone, "SELECT * FROM item ORDER BY id")
         ops.empty({"code"})
         # CASCADE empties what references it, as Django's flush would.
@@ -1125,6 +1125,7 @@ def test_limited_role_resets_tables_with_djangos_own_statements(limited: Any) ->
         assert sql(limited, clone, "SELECT * FROM item ORDER BY id") == original
         assert ops.nonempty(["code"]) == {"code"}
     finally:
+        ops.close()
         connections[alias].close()
         del connections[alias]
         del connections.settings[alias]

@@ -97,12 +97,24 @@ def run(connection: Any, *statements: str) -> list[tuple[Any, ...]]:
     return rows
 
 
+_opened: list[Any] = []
+
+
 def ops_for(connection: Any) -> Any:
     from testbed._engines import table_reset_for
 
     ops = table_reset_for(connection)
     assert ops is not None
+    _opened.append(ops)
     return ops
+
+
+@pytest.fixture(autouse=True)
+def _close_operations() -> Iterator[None]:
+    """PostgreSQL's operations keep a session open between uses."""
+    yield
+    while _opened:
+        _opened.pop().close()
 
 
 @pytest.fixture

@@ -363,7 +363,13 @@ def baseline_for(
     if ops is None:
         return None
     source = template.engine.baseline_source(template.name)
-    found = ops.baseline_tables(source)
+    try:
+        found = ops.baseline_tables(source)
+        if found is not None:
+            tables = frozenset(found & _serializable_tables(connection))
+            signatures = ops.signatures(tables) if fresh else {}
+    finally:
+        ops.close()
     if found is None:
         note(
             f"database {connection.alias!r}: serialized_rollback serializes it as "
@@ -371,12 +377,8 @@ def baseline_for(
             "with --create-db, or without --keepdb)"
         )
         return None
-    tables = frozenset(found & _serializable_tables(connection))
     return SerializedBaseline(
-        vendor=connection.vendor,
-        source=source,
-        tables=tables,
-        signatures=ops.signatures(tables) if fresh else {},
+        vendor=connection.vendor, source=source, tables=tables, signatures=signatures
     )
 
 

@@ -29,6 +29,7 @@ START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 
 # Suite, what it measures, and its arguments for --quick.
 SUITES: dict[str, tuple[str, list[str]]] = {
+    "transactional": ("unchanged transactional tests", ["--quick"]),
     "per_test": ("per-test isolation", ["--quick"]),
     "db_setup": ("test database set-up", ["--runs", "1"]),
     "concurrency": ("concurrent calls", ["--batches", "5", "--cold", "1"]),

@@ -106,7 +106,13 @@ def report(
     allowlist: list[Allowed],
     engine: str | None,
     out: Any = sys.stdout,
+    flaky: dict[str, str] | None = None,
 ) -> int:
+    """Print the comparison; its verdict as an exit status. ``flaky`` maps
+    tests that differed here but agreed when their app ran again, under
+    both runners, to what the rerun found: reported, not counted."""
+    flaky = flaky or {}
+
     def say(text: str = "") -> None:
         print(text, file=out)
 
@@ -127,7 +133,10 @@ def report(
     groups = differences(vanilla, testbed)
     unexpected = 0
     expected: list[tuple[str, str, str, str]] = []
+    rerun: list[tuple[str, str, str, str]] = []
     for (before, after), tests in sorted(groups.items()):
+        rerun += [(t, before, after, flaky[t]) for t in tests if t in flaky]
+        tests = [t for t in tests if t not in flaky]
         listed = [test for test in tests if test not in allowed]
         expected += [
             (test, before, after, allowed[test].reason)
@@ -145,6 +154,13 @@ def report(
             ].get(test, {}).get("details")
             if detail:
                 say(f"      {detail[0].splitlines()[0][:200]}")
+    if rerun:
+        say(
+            f"  differed once, agreed when their app ran again under both "
+            f"runners ({len(rerun)}):"
+        )
+        for test, before, after, again in rerun:
+            say(f"    {test}: {before} -> {after}; again: {again}")
     if expected:
         say(f"  allowlisted differences ({len(expected)}):")
         for test, before, after, reason in expected:

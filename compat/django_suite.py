@@ -34,6 +34,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from compat import compare
 
@@ -423,14 +424,60 @@ def main(argv: list[str] | None = None) -> int:
                 status = 1
             continue
         print()
-        verdict = compare.report(
-            compare.load_record(records["vanilla"]),
-            compare.load_record(records["testbed"]),
-            allowlist,
-            engine,
+        vanilla = compare.load_record(records["vanilla"])
+        testbed = compare.load_record(records["testbed"])
+        flaky = recheck(
+            tests, engine, vanilla, testbed, allowlist, args.parallel, extra, results
         )
+        verdict = compare.report(vanilla, testbed, allowlist, engine, flaky=flaky)
         status = status or verdict
     return status
+
+
+def recheck(
+    tests: Path,
+    engine: str,
+    vanilla: dict[str, Any],
+    testbed: dict[str, Any],
+    allowlist: list[compare.Allowed],
+    parallel: int,
+    extra: list[str],
+    results: Path,
+) -> dict[str, str]:
+    """Run the apps of the tests whose outcomes differ again, under both
+    runners; those that agree this time differed by chance (a timing test
+    on a busy machine), the others are reported as differences.
+
+    A whole app, not the test alone: a difference that comes from what an
+    earlier test of the app left behind shows again.
+    """
+    allowed = {a.test for a in allowlist if a.engine in (None, engine)}
+    differing = {
+        test
+        for group in compare.differences(vanilla, testbed).values()
+        for test in group
+        if test not in allowed
+    }
+    if not differing or not (vanilla.get("complete") and testbed.get("complete")):
+        return {}
+    apps = sorted({test.split(".")[0] for test in differing})
+    where = results / "recheck"
+    where.mkdir(exist_ok=True)
+    print(
+        f"== {engine}: {len(differing)} difference(s); running {' '.join(apps)} again"
+    )
+    for variant in VARIANTS:
+        run_variant(tests, engine, variant, apps, parallel, extra, where)
+    again = {
+        v: compare.load_record(where / f"{engine}-{v}.json")["tests"] for v in VARIANTS
+    }
+    agreed = {}
+    for test in sorted(differing):
+        first = again["vanilla"].get(test, {}).get("outcome")
+        second = again["testbed"].get(test, {}).get("outcome")
+        if first is not None and first == second:
+            agreed[test] = f"{first} under both"
+    return agreed
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ test: setup lint
 bench: setup
 	.venv/bin/python -m benchmarks --update-readme
 
-# pytest-django's own test suite with testbed installed (not part of `make test`).
+# Suites nobody here wrote, with testbed installed (not part of `make test`):
+# pytest-django's own, and Django's own (45 database-heavy apps, with
+# Django's runner and with testbed's, outcomes compared) on every engine.
 compat: setup
 	scripts/pytest-django-suite
+	scripts/django-suite

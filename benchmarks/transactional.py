@@ -478,7 +478,8 @@ def size_section(size: str, results: list[dict[str, Any]]) -> str:
             "tests per class",
             "",
             "Median ms per test, from `_pre_setup` to `_post_teardown`, the "
-            "first test of each class left out (but for Django's serialized class).",
+            "first test of each class left out (but for Django's serialized class, "
+            "whose first test is counted with the class set-up that loads its data).",
             "",
             table(headers, rows),
             "",

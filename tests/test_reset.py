@@ -127,10 +127,11 @@ def test_serialized_rollback_loads_the_migrated_state_back(vendor: str) -> None:
 
 
 @pytest.mark.django_db(transaction=True, databases=list(ALIAS.values()))
-def test_a_serialized_flush_keeps_no_row_pointing_at_one_it_removes(
+def test_a_serialized_flush_leaves_the_migrated_state_for_the_next_one(
     vendor: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from django.contrib.auth.models import Permission
+    from django.apps import apps
+    from django.contrib.auth.models import Permission, User
     from django.contrib.contenttypes.models import ContentType
     from django.db import connections
 
@@ -144,15 +145,28 @@ def test_a_serialized_flush_keeps_no_row_pointing_at_one_it_removes(
     monkeypatch.setattr(connection, "_test_serialized_contents", baseline, raising=False)
     flush(alias, inhibit=True, serialized=True)
     connection.creation.deserialize_db_from_string(baseline)
-    # The content types change; the permissions, which point at them, do not.
-    ContentType.objects.using(alias).create(app_label="extra", model="extra")
+    migrated = set(ContentType.objects.using(alias).values_list("id", "model"))
+    # A test changes migrated rows (a new permission points at a new content
+    # type) and others.
+    extra = ContentType.objects.using(alias).create(app_label="extra", model="extra")
+    Permission.objects.using(alias).create(
+        codename="extra", name="extra", content_type=extra
+    )
+    Permission.objects.using(alias).filter(codename="add_counter").delete()
+    User.objects.using(alias).create(username="u")
     flush(alias, inhibit=True, serialized=True)
-    assert not ContentType.objects.using(alias).exists()
-    # Kept, they would point at content types no longer there.
-    assert not Permission.objects.using(alias).exists()
+    # The migrated tables hold that state again, for the next serialized test.
+    assert set(ContentType.objects.using(alias).values_list("id", "model")) == migrated
+    models = [m for m in apps.get_models() if m._meta.default_permissions]
+    assert Permission.objects.using(alias).count() == 4 * len(models)
+    assert not User.objects.using(alias).exists()
     db = _reset._databases[alias, connection.settings_dict["NAME"]]
-    assert "django_content_type" not in db.pending
-    assert "auth_permission" not in db.pending
+    assert {"django_content_type", "auth_permission"} <= db.pending
+    # Anything else finds what Django's flush leaves: nothing.
+    _reset.settle([alias])
+    assert not ContentType.objects.using(alias).exists()
+    assert not Permission.objects.using(alias).exists()
+    assert not db.pending
 
 
 def test_only_the_setting_s_two_values_are_accepted(settings: Any) -> None:

@@ -223,6 +223,26 @@ def test_restore_baseline_saves_each_baseline_row_back(
     assert {t: run(clone, f"SELECT * FROM {t} ORDER BY 1") for t in TABLES} == original
 
 
+def test_an_exact_restore_leaves_the_baseline_rows_and_no_others(
+    clone: Any, engine: Any, template: str
+) -> None:
+    ops = ops_for(clone)
+    source = engine.baseline_source(template)
+    original = {t: run(clone, f"SELECT * FROM {t} ORDER BY 1") for t in TABLES}
+    run(
+        clone,
+        "UPDATE author SET name = 'anne' WHERE id = 1",
+        "INSERT INTO author (name) VALUES ('cy')",
+        "DELETE FROM book_tags WHERE id = 2",
+        "INSERT INTO note (body) VALUES ('extra')",
+    )
+    untouched = ops.signatures(["book"])
+    ops.restore_baseline(source, {"author", "book", "book_tags", "note"}, exact=True)
+    assert {t: run(clone, f"SELECT * FROM {t} ORDER BY 1") for t in TABLES} == original
+    # A table whose rows all equal the baseline's is not written.
+    assert ops.signatures(["book"]) == untouched
+
+
 def test_no_baseline_is_none(engine: Any, point: Any, vendor: str) -> None:
     name = engine.derive_name("plain", persistent=True)
     engine.create_empty(name, MARK)

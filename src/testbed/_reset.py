@@ -240,25 +240,28 @@ def _flush(
     if allow_cascade and ops.flush_cascades:
         tables = ops.referencing(tables)
     full = ops.nonempty(tables)
-    serialized = (
+    baseline = getattr(connection, "_test_serialized_contents", None)
+    if (
         inhibit_post_migrate
-        and bool(getattr(test, "serialized_rollback", False))
-        and isinstance(
-            getattr(connection, "_test_serialized_contents", None), SerializedBaseline
-        )
-    )
-    if serialized:
-        # The next serialized test loads the migrated state again: tables
-        # that still hold it exactly wait for whatever comes next.
+        and getattr(test, "serialized_rollback", False)
+        and isinstance(baseline, SerializedBaseline)
+        and db.baseline_tables
+    ):
+        # The next serialized test loads the migrated state again. Tables of
+        # it are brought back to that state (rows the test left alone are
+        # not written) instead of being emptied and loaded whole, and wait
+        # for whatever comes next: the next serialized test finds them
+        # ready, anything else finds them emptied (settle).
         candidates = full & db.baseline_tables
-        keep = {
+        changed = {
             table
             for table, signature in ops.signatures(candidates).items()
-            if db.baseline.get(table) == signature
+            if db.baseline.get(table) != signature
         }
-        if keep:
-            # A kept row must not point at one the flush removes.
-            keep -= ops.referencing(full - keep)
+        ops.restore_baseline(baseline.source, changed, exact=True)
+        db.baseline.update(ops.signatures(changed))
+        # A kept row must not point at one the flush removes.
+        keep = candidates - ops.referencing(full - candidates)
         ops.empty(full - keep)
         db.pending = (db.pending - full) | keep
         stats.resets_rows += 1

@@ -118,8 +118,12 @@ class TableReset(abc.ABC):
         if there is no such baseline."""
 
     @abc.abstractmethod
-    def restore_baseline(self, source: str, tables: Collection[str]) -> None:
+    def restore_baseline(
+        self, source: str, tables: Collection[str], *, exact: bool = False
+    ) -> None:
         """Write each baseline row of ``tables`` back, as Django's
         ``deserialize_db_from_string`` saves each serialized object: rows
         with the same primary key are updated, the others inserted, and no
-        other row is touched."""
+        other row is touched. ``exact``: also delete the rows the baseline
+        does not hold, so that each table holds the baseline's rows and no
+        others; rows already equal to the baseline's are not written."""

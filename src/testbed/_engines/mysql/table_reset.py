@@ -81,16 +81,21 @@ class MySQLTableReset(TableReset):
         )
         return {str(row[0]) for row in self._rows(sql, names)}
 
-    def restore_baseline(self, source: str, tables: Collection[str]) -> None:
+    def restore_baseline(
+        self, source: str, tables: Collection[str], *, exact: bool = False
+    ) -> None:
         if not tables:
             return
         database = str(self.connection.settings_dict["NAME"])
         with self._unchecked() as cursor:
             for table in sorted(tables):
-                cursor.execute(self._upsert(cursor, database, source, table))
+                for sql in self._restore_sql(cursor, database, source, table, exact):
+                    cursor.execute(sql)
 
     @staticmethod
-    def _upsert(cursor: Any, database: str, source: str, table: str) -> str:
+    def _restore_sql(
+        cursor: Any, database: str, source: str, table: str, exact: bool
+    ) -> list[str]:
         cursor.execute(
             "SELECT TABLE_SCHEMA, COLUMN_NAME, COLUMN_KEY, EXTRA"
             " FROM information_schema.COLUMNS"
@@ -115,12 +120,31 @@ class MySQLTableReset(TableReset):
                 key.append(column)
         columns = [c for c in target if c in in_source]
         cols = ", ".join(quote(c) for c in columns)
+        origin = f"{quote(source)}.{quote(table)}"
+        if exact:
+            # Keys first, so that the lookups use the primary key's index;
+            # <=> so that NULLs compare equal.
+            ordered = [c for c in key if c in columns] + [
+                c for c in columns if c not in key
+            ]
+
+            def same(a: str, b: str) -> str:
+                return " AND ".join(
+                    f"{a}.{quote(c)} <=> {b}.{quote(c)}" for c in ordered
+                )
+
+            return [
+                f"DELETE t FROM {quote(table)} AS t WHERE NOT EXISTS"
+                f" (SELECT 1 FROM {origin} AS b WHERE {same('b', 't')})",
+                f"INSERT INTO {quote(table)} ({cols}) SELECT {cols} FROM {origin} AS b"
+                f" WHERE NOT EXISTS (SELECT 1 FROM {quote(table)} AS t WHERE {same('t', 'b')})",
+            ]
         sql = (
             f"INSERT INTO {quote(table)} ({cols}) SELECT * FROM "
-            f"(SELECT {cols} FROM {quote(source)}.{quote(table)}) AS tb_source"
+            f"(SELECT {cols} FROM {origin}) AS tb_source"
         )
         rest = [c for c in columns if c not in key]
         if not key or not rest:
-            return sql.replace("INSERT INTO", "INSERT IGNORE INTO", 1)
+            return [sql.replace("INSERT INTO", "INSERT IGNORE INTO", 1)]
         updates = ", ".join(f"{quote(c)} = tb_source.{quote(c)}" for c in rest)
-        return f"{sql} ON DUPLICATE KEY UPDATE {updates}"
+        return [f"{sql} ON DUPLICATE KEY UPDATE {updates}"]

@@ -212,15 +212,18 @@ class PostgreSQLTableReset(TableReset):
             return None
         return {str(row[0]) for row in rows if row[0] is not None}
 
-    def restore_baseline(self, source: str, tables: Collection[str]) -> None:
+    def restore_baseline(
+        self, source: str, tables: Collection[str], *, exact: bool = False
+    ) -> None:
         if not tables:
             return
         self._session()
         with self._transaction() as cursor:
             for table in sorted(tables):
-                cursor.execute(self._upsert(cursor, table))
+                for sql in self._restore_sql(cursor, table, exact=exact):
+                    cursor.execute(sql)
 
-    def _upsert(self, cursor: Any, table: str) -> str:
+    def _restore_sql(self, cursor: Any, table: str, *, exact: bool) -> list[str]:
         cursor.execute(
             """
             SELECT ARRAY(SELECT quote_ident(a.attname) FROM pg_attribute a
@@ -246,12 +249,23 @@ class PostgreSQLTableReset(TableReset):
         columns, key, always = cursor.fetchone()
         cols = ", ".join(columns)
         override = " OVERRIDING SYSTEM VALUE" if always else ""
-        source = f"{BASELINE_SCHEMA}.{self.quote(table)}"
-        sql = f"INSERT INTO {self.quote(table)} ({cols}){override} SELECT {cols} FROM {source}"
+        target = self.quote(table)
+        source = f"{BASELINE_SCHEMA}.{target}"
+        if exact:
+            # Rows compared whole, as text: it works for every column type
+            # (json has no equality operator), and the copy has the table's
+            # columns in its order. Rows equal to the baseline's stay.
+            return [
+                f"DELETE FROM {target} AS t WHERE NOT EXISTS"
+                f" (SELECT FROM {source} AS b WHERE b::text = t::text)",
+                f"INSERT INTO {target} ({cols}){override} SELECT {cols} FROM {source} AS b"
+                f" WHERE NOT EXISTS (SELECT FROM {target} AS t WHERE t::text = b::text)",
+            ]
+        sql = f"INSERT INTO {target} ({cols}){override} SELECT {cols} FROM {source}"
         if not key:
-            return sql
+            return [sql]
         rest = [c for c in columns if c not in key]
         if not rest:
-            return f"{sql} ON CONFLICT ({', '.join(key)}) DO NOTHING"
+            return [f"{sql} ON CONFLICT ({', '.join(key)}) DO NOTHING"]
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in rest)
-        return f"{sql} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+        return [f"{sql} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"]

@@ -34,17 +34,25 @@ class SQLiteTableReset(TableReset):
         return [(str(child), str(parent)) for child, parent in rows]
 
     def signatures(self, tables: Iterable[str]) -> dict[str, Hashable]:
-        return {table: self._digest(table, "main") for table in sorted(set(tables))}
-
-    def _digest(self, table: str, schema: str) -> Hashable:
-        digest = hashlib.sha256()
-        count = 0
+        found: dict[str, Hashable] = {}
         with self.connection.cursor() as cursor:
-            cursor.execute(f"SELECT * FROM {schema}.{self.quote(table)} ORDER BY 1")
-            for row in cursor.fetchall():
-                digest.update(repr(row).encode())
-                count += 1
-        return count, digest.hexdigest()
+            for table in sorted(set(tables)):
+                quoted = self.quote(table)
+                cursor.execute(f"PRAGMA main.table_xinfo({quoted})")
+                columns = [self.quote(row[1]) for row in cursor.fetchall()]
+                # Rows joined into one string in SQLite itself: fetching them
+                # as Python tuples costs ten times as much.
+                row = " || ',' || ".join(f"quote({c})" for c in columns) or "''"
+                cursor.execute(
+                    f"SELECT count(*), group_concat(r, char(10)) FROM"
+                    f" (SELECT {row} AS r FROM main.{quoted} ORDER BY 1)"
+                )
+                count, text = cursor.fetchone()
+                found[table] = (
+                    int(count),
+                    hashlib.sha256((text or "").encode()).hexdigest(),
+                )
+        return found
 
     # --- the migrated state ------------------------------------------------------
 
@@ -78,7 +86,9 @@ class SQLiteTableReset(TableReset):
                 ).fetchone()[0]
             }
 
-    def restore_baseline(self, source: str, tables: Collection[str]) -> None:
+    def restore_baseline(
+        self, source: str, tables: Collection[str], *, exact: bool = False
+    ) -> None:
         if not tables:
             return
         with (
@@ -88,29 +98,46 @@ class SQLiteTableReset(TableReset):
         ):
             cursor.execute("PRAGMA defer_foreign_keys = ON")
             for table in sorted(tables):
-                cursor.execute(self._upsert(cursor, table))
+                for sql in self._restore_sql(cursor, table, exact):
+                    cursor.execute(sql)
 
-    def _upsert(self, cursor: Any, table: str) -> str:
+    def _restore_sql(self, cursor: Any, table: str, exact: bool) -> list[str]:
         quoted = self.quote(table)
         cursor.execute(f"PRAGMA main.table_xinfo({quoted})")
         # table_xinfo's hidden column: 2 and 3 are generated columns.
         target = [(row[1], row[5]) for row in cursor.fetchall() if row[6] not in (2, 3)]
         cursor.execute(f"PRAGMA {_ATTACHED}.table_info({quoted})")
         in_source = {row[1] for row in cursor.fetchall()}
-        columns = [self.quote(name) for name, _ in target if name in in_source]
+        present = [(name, pk) for name, pk in target if name in in_source]
+        columns = [self.quote(name) for name, _ in present]
         key = [
-            self.quote(name) for name, pk in sorted(target, key=lambda c: c[1]) if pk
+            self.quote(name) for name, pk in sorted(present, key=lambda c: c[1]) if pk
         ]
         cols = ", ".join(columns)
+        origin = f"{_ATTACHED}.{quoted}"
+        if exact:
+            # Keys compared with = first, so that the lookups use their
+            # index; IS compares NULLs as equal.
+            def same(a: str, b: str) -> str:
+                return " AND ".join(
+                    [f"{a}.{c} = {b}.{c}" for c in key]
+                    + [f"{a}.{c} IS {b}.{c}" for c in columns if c not in key]
+                )
+
+            return [
+                f"DELETE FROM main.{quoted} AS t WHERE NOT EXISTS"
+                f" (SELECT 1 FROM {origin} AS b WHERE {same('b', 't')})",
+                f"INSERT INTO main.{quoted} ({cols}) SELECT {cols} FROM {origin} AS b"
+                f" WHERE NOT EXISTS (SELECT 1 FROM main.{quoted} AS t WHERE {same('t', 'b')})",
+            ]
         # "WHERE true" keeps ON CONFLICT from being read as a join's.
         sql = (
-            f"INSERT INTO main.{quoted} ({cols}) SELECT {cols} "
-            f"FROM {_ATTACHED}.{quoted} WHERE true"
+            f"INSERT INTO main.{quoted} ({cols}) SELECT {cols} FROM {origin} WHERE true"
         )
         rest = [c for c in columns if c not in key]
         if not key:
-            return sql
+            return [sql]
         if not rest:
-            return f"{sql} ON CONFLICT ({', '.join(key)}) DO NOTHING"
+            return [f"{sql} ON CONFLICT ({', '.join(key)}) DO NOTHING"]
         updates = ", ".join(f"{c} = excluded.{c}" for c in rest)
-        return f"{sql} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+        return [f"{sql} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"]

@@ -142,7 +142,9 @@ def test_a_serialized_flush_leaves_the_migrated_state_for_the_next_one(
     managed = _testdb._managed[alias, connection.settings_dict["NAME"]]
     baseline = _reset.baseline_for(connection, template=managed.template, fresh=False)
     assert baseline is not None
-    monkeypatch.setattr(connection, "_test_serialized_contents", baseline, raising=False)
+    monkeypatch.setattr(
+        connection, "_test_serialized_contents", baseline, raising=False
+    )
     flush(alias, inhibit=True, serialized=True)
     connection.creation.deserialize_db_from_string(baseline)
     migrated = set(ContentType.objects.using(alias).values_list("id", "model"))

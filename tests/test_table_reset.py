@@ -152,9 +152,7 @@ def test_empty_deletes_rows_and_keeps_the_counters(clone: Any) -> None:
     assert run(clone, "SELECT id FROM author") == [(3,)]
 
 
-def test_referencing_follows_foreign_keys(
-    clone: Any, vendor: str
-) -> None:
+def test_referencing_follows_foreign_keys(clone: Any, vendor: str) -> None:
     ops = ops_for(clone)
     assert ops.referencing({"author"}) == {"author", "book", "book_tags"}
     assert ops.referencing({"note"}) == {"note"}

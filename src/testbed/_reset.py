@@ -174,7 +174,7 @@ def _database(alias: str) -> _Database | None:
             return found
         if key in _refused:
             return None
-        why = None
+        why: str | None
         if table_reset_for(connection) is None:
             why = (
                 f"testbed has no table operations for {connection.vendor}; "
@@ -211,6 +211,7 @@ def flush(
         with _lock:
             _databases.pop((db.alias, db.name), None)
             _refused[db.alias, db.name] = f"a reset failed ({exc})"
+        _close(db)
         note(
             f"database {alias!r} ({db.name}): resetting it failed ({exc}); its "
             "transactional tests are flushed as Django does from now on. Set "
@@ -464,7 +465,4 @@ def _close(db: _Database) -> None:
     from django.db import connections
 
     if db.alias in connections:
-        ops = table_reset_for(connections[db.alias])
-        if ops is not None:
-            ops.memo = db.memo
-            ops.close()
+        _ops(db).close()
